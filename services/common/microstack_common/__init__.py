@@ -1,0 +1,1 @@
+"""Code shared by the microstack services, and the contract shared with the program."""
