@@ -47,6 +47,8 @@ class Env:
     SERVICE_NAME: Final = "SERVICE_NAME"
     INSTANCE_NAME: Final = "INSTANCE_NAME"
     PORT: Final = "PORT"
+    # Listen address; containers use the default 0.0.0.0, tests bind 127.0.0.1.
+    HOST: Final = "HOST"
     LOG_LEVEL: Final = "LOG_LEVEL"
     DATABASE_HOST: Final = "DATABASE_HOST"
     DATABASE_PORT: Final = "DATABASE_PORT"
