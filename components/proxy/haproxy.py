@@ -1,0 +1,48 @@
+"""Render the HAProxy 2.6 configuration from a `ProxyModel`.
+
+HAProxy open source checks replicas actively, so its circuit breaker opens on
+evidence from both sides: `/health` probes (interval, fall, rise, slow start
+on the way back) and live responses (`observe layer7`, a few consecutive
+errors mark a server down at once). Retries go to another replica, but a
+request that already reached one is repeated only for idempotent methods.
+When a route has no server left, a JSON 503 with Retry-After answers for it.
+"""
+
+from __future__ import annotations
+
+from components.proxy._templates import template
+from components.proxy.model import DnsDiscovery, ModelError, ProxyModel
+from microstack_common import contract
+
+# Sections the template defines next to one backend per upstream group.
+RESERVED_NAMES = frozenset({"microstack", "rate_limit", "fallback", "not_found"})
+
+
+def render_haproxy(model: ProxyModel) -> str:
+    """Return haproxy.cfg text for `model`.
+
+    All groups with DNS discovery share one `resolvers` section, so they must
+    name the same resolver. The HTTPS bind reads `model.tls.bundle_path`, one
+    PEM with certificate and key (see `pem_bundle`).
+    """
+    clashes = RESERVED_NAMES.intersection(g.name for g in model.upstreams)
+    if clashes:
+        raise ModelError(f"upstream names {sorted(clashes)} are reserved in haproxy.cfg; rename them")
+    discoveries = [g.discovery for g in model.upstreams if g.discovery is not None]
+    resolvers = {d.resolver for d in discoveries}
+    if len(resolvers) > 1:
+        raise ModelError(f"all discovering upstreams must use one resolver, got {sorted(r.address for r in resolvers)}")
+    discovery: DnsDiscovery | None = discoveries[0] if discoveries else None
+    rate = model.rate_limit
+    https_port = model.listen.https_port
+    return template("haproxy.cfg.j2").render(
+        m=model,
+        t=model.timeouts,
+        hc=model.health_check,
+        discovery=discovery,
+        health_path=contract.HEALTH_PATH,
+        request_id_header=contract.REQUEST_ID_HEADER,
+        per_second_limit=rate.requests_per_second + rate.burst,
+        per_ten_seconds_limit=rate.requests_per_second * 10 + rate.burst,
+        https_port_suffix="" if https_port == 443 else f":{https_port}",
+    )
