@@ -39,6 +39,9 @@ SECRETS_DIR: Final = "/run/secrets"
 POSTGRES_PASSWORD_FILE: Final = f"{SECRETS_DIR}/postgres_password"
 REDIS_PASSWORD_FILE: Final = f"{SECRETS_DIR}/redis_password"
 JWT_SIGNING_KEY_FILE: Final = f"{SECRETS_DIR}/jwt_signing_key"
+# The Elasticsearch passwords, read by the ELK containers and their setup job.
+ELASTIC_PASSWORD_FILE: Final = f"{SECRETS_DIR}/elastic_password"
+KIBANA_SYSTEM_PASSWORD_FILE: Final = f"{SECRETS_DIR}/kibana_system_password"
 
 
 class Env:
