@@ -1,0 +1,1 @@
+"""The parts of the microstack system, one ComponentResource per module."""

@@ -1,0 +1,76 @@
+"""Invalid stack configuration fails the program with the key, the value and what is allowed."""
+
+from __future__ import annotations
+
+import pulumi
+import pytest
+
+from components.config import StackConfig, parse_config
+from tests.support.program import run_program
+
+INVALID = [
+    ({"api": {"replicas": 0}}, "microstack:api.replicas", "greater than or equal to 1"),
+    ({"api": {"replicas": "three"}}, "microstack:api.replicas", "valid integer"),
+    ({"api": {"replicas": "3"}}, "microstack:api.replicas", "valid integer"),
+    ({"api": {"replicas": 51}}, "microstack:api.replicas", "less than or equal to 50"),
+    ({"api": {"cpus": 0}}, "microstack:api.cpus", "greater than 0"),
+    ({"api": {"memoryMb": "512m"}}, "microstack:api.memoryMb", "valid integer"),
+    ({"api": {"memoryMb": 16}}, "microstack:api.memoryMb", "greater than or equal to 64"),
+    ({"api": {"replica": 2}}, "microstack:api.replica", "not a known key"),
+    ({"proxy": {"kind": "traefik"}}, "microstack:proxy.kind", "'nginx' or 'haproxy'"),
+    ({"proxy": {"bindAddress": "localhost"}}, "microstack:proxy.bindAddress", "IP address"),
+    ({"proxy": {"httpPort": 70000}}, "microstack:proxy.httpPort", "less than or equal to 65535"),
+    ({"proxy": {"tls": {"mode": "on"}}}, "microstack:proxy.tls.mode", "'off', 'self-signed' or 'provided'"),
+    ({"proxy": {"tls": {"mode": "provided"}}}, "microstack:proxy.tls.mode", "microstack:tlsCertificate"),
+    ({"proxy": {"rateLimit": {"burst": -1}}}, "microstack:proxy.rateLimit.burst", "greater than or equal to 0"),
+    ({"proxy": {"healthCheck": {"fall": 0}}}, "microstack:proxy.healthCheck.fall", "greater than or equal to 1"),
+    (
+        {"proxy": {"kind": "haproxy", "discoverySlots": 2}, "api": {"replicas": 3}},
+        "microstack",
+        "discoverySlots (2) must be at least api.replicas (3)",
+    ),
+    ({"postgres": {"user": "Robert'); DROP"}}, "microstack:postgres.user", "SQL identifier"),
+    ({"redis": {"maxmemoryPolicy": "lru"}}, "microstack:redis.maxmemoryPolicy", "'allkeys-lru'"),
+    ({"logging": {"enabled": "yes"}}, "microstack:logging.enabled", "valid boolean"),
+    (
+        {"logging": {"elasticsearchHeapMb": 2048, "elasticsearchMemoryMb": 2048}},
+        "microstack:logging",
+        "at least elasticsearchHeapMb + 512",
+    ),
+    ({"images": {"postgres": "postgres"}}, "microstack:images.postgres", "pinned by tag or digest"),
+    ({"images": {"redis": "redis:latest"}}, "microstack:images.redis", "pinned by tag or digest"),
+    ({"api": 3}, "microstack:api", "must be an object"),
+    ({"apii": {"replicas": 2}}, "microstack:apii", "not a known key"),
+]
+
+
+@pytest.mark.parametrize(("config", "key", "allowed"), INVALID, ids=[f"{c[1]}-{i}" for i, c in enumerate(INVALID)])
+def test_invalid_config_fails_the_program_naming_the_key(config: dict, key: str, allowed: str) -> None:
+    with pytest.raises(pulumi.RunError) as failure:
+        run_program(config)
+    message = str(failure.value)
+    assert f"{key}:" in message or f"{key} " in message
+    assert allowed in message
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(pulumi.RunError) as failure:
+        run_program({"api": {"replicas": 0}, "proxy": {"kind": "caddy"}, "redis": {"memoryMb": "1g"}})
+    message = str(failure.value)
+    for key in ("microstack:api.replicas", "microstack:proxy.kind", "microstack:redis.memoryMb"):
+        assert key in message
+
+
+def test_the_message_shows_the_value_given() -> None:
+    with pytest.raises(pulumi.RunError, match=r"got 'traefik'"):
+        run_program({"proxy": {"kind": "traefik"}})
+
+
+def test_defaults_make_an_empty_stack_file_valid() -> None:
+    assert parse_config({}) == StackConfig()
+
+
+def test_a_stack_file_holds_only_what_differs() -> None:
+    config = parse_config({"api": {"replicas": 5}})
+    assert config.api.replicas == 5
+    assert config.api.memory_mb == StackConfig().api.memory_mb
