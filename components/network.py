@@ -1,0 +1,47 @@
+"""The Docker networks that separate the tiers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+
+@dataclass(frozen=True)
+class NetworksArgs:
+    prefix: str
+    """Prefix of the Docker network names, e.g. `microstack-dev`, so stacks can share a host."""
+    logging_enabled: bool
+
+
+class Networks(pulumi.ComponentResource):
+    """frontend (proxy and services), backend (internal: services, Postgres, Redis), logging (internal: ELK).
+
+    `internal: true` gives a network no route off the host: a container only on
+    the backend network cannot reach anything but its peers.
+    """
+
+    frontend: docker.Network
+    backend: docker.Network
+    logging: docker.Network | None
+
+    def __init__(self, name: str, args: NetworksArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("microstack:network:Networks", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.frontend = docker.Network(f"{name}-frontend", name=f"{args.prefix}-frontend", driver="bridge", opts=child)
+        self.backend = docker.Network(
+            f"{name}-backend", name=f"{args.prefix}-backend", driver="bridge", internal=True, opts=child
+        )
+        self.logging = (
+            docker.Network(f"{name}-logging", name=f"{args.prefix}-logging", driver="bridge", internal=True, opts=child)
+            if args.logging_enabled
+            else None
+        )
+        self.register_outputs(
+            {
+                "frontend": self.frontend.name,
+                "backend": self.backend.name,
+                "logging": self.logging.name if self.logging else None,
+            }
+        )
