@@ -1,0 +1,37 @@
+# Two entry points for a newcomer: `make up` deploys the dev stack, `make test` runs the tests.
+# Both use ./venv, the same virtualenv Pulumi itself uses (Pulumi.yaml).
+
+PYTHON ?= python3
+VENV := venv
+STACK ?= dev
+# State lives in the project unless you point PULUMI_BACKEND_URL elsewhere.
+export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
+
+.PHONY: venv test lint up preview destroy
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt services/*/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt $(foreach r,$(wildcard services/*/requirements.txt),-r $(r))
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: venv
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+up: venv
+	mkdir -p .pulumi-state
+	pulumi stack select --create $(STACK)
+	pulumi up --stack $(STACK)
+
+preview: venv
+	mkdir -p .pulumi-state
+	pulumi stack select --create $(STACK)
+	pulumi preview --stack $(STACK)
+
+destroy:
+	pulumi destroy --stack $(STACK)
