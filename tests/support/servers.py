@@ -43,16 +43,13 @@ from types import TracebackType
 from typing import Any, Self
 
 from microstack_common import contract
-
 from tests.support.binaries import require_binary
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Where the service packages live when they are not installed: a service
 # subprocess gets these on PYTHONPATH so it runs straight from the checkout.
-SERVICE_SOURCE_DIRS = tuple(
-    str(REPO_ROOT / "services" / name) for name in ("common", "api", "auth")
-)
+SERVICE_SOURCE_DIRS = tuple(str(REPO_ROOT / "services" / name) for name in ("common", "api", "auth"))
 
 
 class ServerError(RuntimeError):
@@ -91,9 +88,7 @@ def _unprivileged_user() -> pwd.struct_passwd:
             return pwd.getpwnam(name)
         except KeyError:
             continue
-    raise ServerError(
-        "neither a 'postgres' nor a 'nobody' user exists to run PostgreSQL"
-    )
+    raise ServerError("neither a 'postgres' nor a 'nobody' user exists to run PostgreSQL")
 
 
 class _ManagedProcess:
@@ -145,8 +140,7 @@ class _ManagedProcess:
             time.sleep(0.05)
         self.stop()
         raise ServerError(
-            f"{type(self).__name__} not ready on port {self.port} after {timeout}s:\n"
-            f"{_tail(self.log_path)}"
+            f"{type(self).__name__} not ready on port {self.port} after {timeout}s:\n{_tail(self.log_path)}"
         )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
@@ -245,8 +239,8 @@ class PostgresServer(_ManagedProcess):
             self.log_path.touch()
             os.chown(self.log_path, self._owner.pw_uid, self._owner.pw_gid)
         result = subprocess.run(
-            self._preexec_user()
-            + [
+            [
+                *self._preexec_user(),
                 self._initdb,
                 "-D",
                 str(self.data_dir),
@@ -263,9 +257,7 @@ class PostgresServer(_ManagedProcess):
         )
         pwfile.unlink()
         if result.returncode != 0:
-            raise ServerError(
-                f"initdb failed:\n{result.stdout.decode()}{result.stderr.decode()}"
-            )
+            raise ServerError(f"initdb failed:\n{result.stdout.decode()}{result.stderr.decode()}")
         self._initialised = True
 
     def _command(self) -> list[str]:
@@ -320,17 +312,12 @@ class PostgresServer(_ManagedProcess):
             check=False,
         )
         if result.returncode != 0:
-            raise ServerError(
-                f"createdb {name} failed: {result.stderr.decode().strip()}"
-            )
+            raise ServerError(f"createdb {name} failed: {result.stderr.decode().strip()}")
         return name
 
     def dsn(self, database: str | None = None) -> str:
         """A libpq/asyncpg URL for a direct connection from the test itself."""
-        return (
-            f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/"
-            f"{database or self.database}"
-        )
+        return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{database or self.database}"
 
 
 class RedisServer(_ManagedProcess):
@@ -364,10 +351,7 @@ class RedisServer(_ManagedProcess):
         try:
             with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
                 auth = self.password.encode()
-                sock.sendall(
-                    b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n*1\r\n$4\r\nPING\r\n"
-                    % (len(auth), auth)
-                )
+                sock.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n*1\r\n$4\r\nPING\r\n" % (len(auth), auth))
                 reply = b""
                 while b"PONG" not in reply and b"-" not in reply:
                     chunk = sock.recv(256)
@@ -433,13 +417,23 @@ def service_env(
     }
 
 
+def _lower_keys(items: Any) -> dict[str, str]:
+    return {key.lower(): value for key, value in items}
+
+
 @dataclass
 class Response:
-    """What a request to a service returned; 4xx/5xx are answers, not exceptions."""
+    """What a request to a service returned; 4xx/5xx are answers, not exceptions.
+
+    `headers` keys are lower-case (HTTP header names are case-insensitive).
+    """
 
     status: int
     headers: dict[str, str]
     body: bytes
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -462,9 +456,7 @@ class ServiceProcess:
     process: subprocess.Popen[bytes] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        self.log_path = (
-            Path(tempfile.mkdtemp(prefix=f"microstack-{self.module}-")) / "out.log"
-        )
+        self.log_path = Path(tempfile.mkdtemp(prefix=f"microstack-{self.module}-")) / "out.log"
 
     @property
     def port(self) -> int:
@@ -476,9 +468,7 @@ class ServiceProcess:
 
     def start(self) -> Self:
         """Start the process and, unless told not to, wait until it is healthy."""
-        python_path = os.pathsep.join(
-            [*SERVICE_SOURCE_DIRS, os.environ.get("PYTHONPATH", "")]
-        ).rstrip(os.pathsep)
+        python_path = os.pathsep.join([*SERVICE_SOURCE_DIRS, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         env = {
             **os.environ,
             **self.env,
@@ -503,9 +493,7 @@ class ServiceProcess:
         last = "no answer"
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise ServerError(
-                    f"{self.module} exited with {self.process.returncode}:\n{_tail(self.log_path)}"
-                )
+                raise ServerError(f"{self.module} exited with {self.process.returncode}:\n{_tail(self.log_path)}")
             try:
                 response = self.get(contract.HEALTH_PATH, timeout=1.0)
                 if response.status == 200:
@@ -514,9 +502,7 @@ class ServiceProcess:
             except OSError as error:
                 last = str(error)
             time.sleep(0.1)
-        raise ServerError(
-            f"{self.module} not healthy after {timeout}s ({last}):\n{_tail(self.log_path)}"
-        )
+        raise ServerError(f"{self.module} not healthy after {timeout}s ({last}):\n{_tail(self.log_path)}")
 
     def request(
         self,
@@ -533,14 +519,12 @@ class ServiceProcess:
         if json_body is not None:
             body = json.dumps(json_body).encode()
             all_headers.setdefault("Content-Type", "application/json")
-        request = urllib.request.Request(
-            self.base_url + path, data=body, method=method, headers=all_headers
-        )
+        request = urllib.request.Request(self.base_url + path, data=body, method=method, headers=all_headers)
         try:
             with urllib.request.urlopen(request, timeout=timeout) as reply:
-                return Response(reply.status, dict(reply.headers.items()), reply.read())
+                return Response(reply.status, _lower_keys(reply.headers.items()), reply.read())
         except urllib.error.HTTPError as error:
-            return Response(error.code, dict(error.headers.items()), error.read())
+            return Response(error.code, _lower_keys(error.headers.items()), error.read())
 
     def get(self, path: str, **kwargs: Any) -> Response:
         return self.request("GET", path, **kwargs)

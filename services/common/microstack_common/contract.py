@@ -43,6 +43,10 @@ JWT_SIGNING_KEY_FILE: Final = f"{SECRETS_DIR}/jwt_signing_key"
 ELASTIC_PASSWORD_FILE: Final = f"{SECRETS_DIR}/elastic_password"
 KIBANA_SYSTEM_PASSWORD_FILE: Final = f"{SECRETS_DIR}/kibana_system_password"
 
+# Unprivileged uid the api and auth images run as (their Dockerfiles' default
+# SERVICE_UID build arg); uploaded secret files must be readable by it.
+SERVICE_UID: Final = 10001
+
 
 class Env:
     """Environment variable names the services read (settings.py)."""
@@ -63,6 +67,8 @@ class Env:
     REDIS_PASSWORD_FILE: Final = "REDIS_PASSWORD_FILE"
     JWT_SIGNING_KEY_FILE: Final = "JWT_SIGNING_KEY_FILE"
     JWT_TTL_SECONDS: Final = "JWT_TTL_SECONDS"
+    # Seconds a service keeps serving (with /health at 503) after SIGTERM.
+    SHUTDOWN_DRAIN_SECONDS: Final = "SHUTDOWN_DRAIN_SECONDS"
 
 
 class Alias:

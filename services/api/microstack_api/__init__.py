@@ -1,0 +1,1 @@
+"""The microstack API service: items in PostgreSQL, cached in Redis."""

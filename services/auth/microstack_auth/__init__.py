@@ -1,0 +1,1 @@
+"""The microstack auth service: users, argon2 password hashes, JWTs."""

@@ -1,0 +1,158 @@
+"""The introspective `/health` report: one entry per dependency, bounded in time.
+
+What is fatal is decided here. PostgreSQL holds the data, so an instance that
+cannot reach it answers 503 ("failing") and proxies take it out of the pool.
+Redis is only a cache: without it reads go to PostgreSQL, so its loss, like
+low memory or disk, reports "degraded" with 200 and the instance keeps
+serving. A draining instance answers 503 whatever its checks say.
+
+Proxies poll every second or two, so each check has a short timeout and all
+run concurrently: a report never takes much more than `CHECK_TIMEOUT_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from microstack_common.lifecycle import Lifecycle
+
+CHECK_TIMEOUT_SECONDS = 1.0
+# Below these free fractions the instance is degraded, not failing: it can
+# still serve, but an operator should look before it gets worse.
+MIN_FREE_MEMORY_FRACTION = 0.05
+MIN_FREE_DISK_FRACTION = 0.05
+
+Check = dict[str, Any]
+
+# What a probe of an unreachable or broken dependency raises; anything else
+# is a bug in the probe and should surface as one.
+_PROBE_ERRORS = (
+    TimeoutError,
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    RedisError,
+)
+
+
+async def _timed(probe: Callable[[], Awaitable[None]]) -> Check:
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(probe(), CHECK_TIMEOUT_SECONDS)
+    except _PROBE_ERRORS as error:
+        return {
+            "healthy": False,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            "error": f"{type(error).__name__}: {error}".rstrip(": "),
+        }
+    return {"healthy": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+async def check_postgres(pool: asyncpg.Pool) -> Check:
+    async def probe() -> None:
+        async with pool.acquire(timeout=CHECK_TIMEOUT_SECONDS) as connection:
+            await connection.fetchval("SELECT 1", timeout=CHECK_TIMEOUT_SECONDS)
+
+    return await _timed(probe)
+
+
+async def check_redis(redis: Redis) -> Check:
+    async def probe() -> None:
+        await redis.ping()
+
+    return await _timed(probe)
+
+
+def _cgroup_memory() -> tuple[int, int] | None:
+    """(used, limit) bytes from cgroup v2 when a limit is set, else None."""
+    base = Path("/sys/fs/cgroup")
+    try:
+        limit = (base / "memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        return int((base / "memory.current").read_text()), int(limit)
+    except (OSError, ValueError):
+        return None
+
+
+def _host_memory() -> tuple[int, int]:
+    """(used, total) bytes from /proc/meminfo, counting reclaimable memory as free."""
+    fields: dict[str, int] = {}
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        fields[key] = int(rest.split()[0]) * 1024
+    total = fields["MemTotal"]
+    return total - fields.get("MemAvailable", fields.get("MemFree", 0)), total
+
+
+def check_memory() -> Check:
+    """Memory against the container's cgroup limit, or the host's when unlimited."""
+    try:
+        cgroup = _cgroup_memory()
+        used, limit = cgroup if cgroup is not None else _host_memory()
+        rss_pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, KeyError, IndexError) as error:
+        return {"healthy": False, "error": f"memory unreadable: {error}"}
+    free_fraction = 1 - used / limit if limit else 0.0
+    return {
+        "healthy": free_fraction >= MIN_FREE_MEMORY_FRACTION,
+        "used_bytes": used,
+        "limit_bytes": limit,
+        "source": "cgroup" if cgroup is not None else "host",
+        "process_rss_bytes": rss_pages * os.sysconf("SC_PAGE_SIZE"),
+    }
+
+
+def check_disk(path: str | None = None) -> Check:
+    """Free space where the service writes temporary files."""
+    where = path or tempfile.gettempdir()
+    try:
+        usage = shutil.disk_usage(where)
+    except OSError as error:
+        return {"healthy": False, "path": where, "error": str(error)}
+    free_fraction = usage.free / usage.total if usage.total else 0.0
+    return {
+        "healthy": free_fraction >= MIN_FREE_DISK_FRACTION,
+        "path": where,
+        "free_bytes": usage.free,
+        "total_bytes": usage.total,
+    }
+
+
+async def health_report(
+    *,
+    service: str,
+    instance: str,
+    pool: asyncpg.Pool,
+    redis: Redis,
+    lifecycle: Lifecycle,
+) -> tuple[int, dict[str, Any]]:
+    """Run every check and return (HTTP status, report body)."""
+    postgres, redis_check = await asyncio.gather(check_postgres(pool), check_redis(redis))
+    checks = {
+        "postgres": postgres,
+        "redis": redis_check,
+        "memory": check_memory(),
+        "disk": check_disk(),
+    }
+    if lifecycle.draining:
+        status = "draining"
+    elif not postgres["healthy"]:
+        status = "failing"
+    elif all(check["healthy"] for check in checks.values()):
+        status = "ok"
+    else:
+        status = "degraded"
+    code = 200 if status in ("ok", "degraded") else 503
+    return code, {"status": status, "service": service, "instance": instance, "checks": checks}

@@ -1,0 +1,135 @@
+"""Per-request plumbing as one pure ASGI middleware (no per-request task overhead).
+
+For every HTTP request it:
+- takes the caller's `X-Request-ID` when it is a sane token (the proxy sets
+  one) or makes a new one, exposes it to the logs and echoes it back;
+- adds `X-Instance`, so a client behind the proxy sees which replica answered;
+- refuses bodies over `max_body_bytes` with 413, by `Content-Length` before
+  reading anything and by counting for chunked bodies;
+- writes one JSON access line with method, path, status and duration.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+
+from fastapi import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from microstack_common.contract import INSTANCE_HEADER, REQUEST_ID_HEADER
+from microstack_common.logs import request_id_var
+
+access_logger = logging.getLogger("microstack.access")
+
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode()
+_INSTANCE_KEY = INSTANCE_HEADER.lower().encode()
+
+
+class BodyTooLargeError(HTTPException):
+    """Raised while reading a chunked body that outgrows the limit.
+
+    An HTTPException, so FastAPI's body parsing lets it through untouched and
+    the client gets 413 rather than a generic 400.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body larger than {limit} bytes")
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, instance: str, max_body_bytes: int) -> None:
+        self.app = app
+        self.instance = instance.encode("latin-1", "replace")
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = self._request_id(scope)
+        token = request_id_var.set(request_id)
+        status = 500
+        extra_headers = [
+            (_INSTANCE_KEY, self.instance),
+            (_REQUEST_ID_KEY, request_id.encode()),
+        ]
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), *extra_headers]
+            await send(message)
+
+        try:
+            declared = self._content_length(scope)
+            if declared is not None and declared > self.max_body_bytes:
+                await self._reply(send_with_headers, 413, BodyTooLargeError(self.max_body_bytes))
+                return
+            await self.app(scope, self._limited(receive), send_with_headers)
+        finally:
+            access_logger.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+            request_id_var.reset(token)
+
+    def _request_id(self, scope: Scope) -> str:
+        for key, value in scope["headers"]:
+            if key == _REQUEST_ID_KEY:
+                candidate = value.decode("latin-1")
+                if _VALID_REQUEST_ID.fullmatch(candidate):
+                    return candidate
+                break
+        return uuid.uuid4().hex
+
+    @staticmethod
+    def _content_length(scope: Scope) -> int | None:
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                try:
+                    return int(value)
+                except ValueError:
+                    return None
+        return None
+
+    def _limited(self, receive: Receive) -> Receive:
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLargeError(self.max_body_bytes)
+            return message
+
+        return limited_receive
+
+    @staticmethod
+    async def _reply(send: Send, status: int, error: HTTPException) -> None:
+        body = json.dumps({"detail": error.detail}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
