@@ -11,7 +11,7 @@ When a route has no server left, a JSON 503 with Retry-After answers for it.
 from __future__ import annotations
 
 from components.proxy._templates import template
-from components.proxy.model import DnsDiscovery, ModelError, ProxyModel
+from components.proxy.model import ModelError, ProxyModel
 from microstack_common import contract
 
 # Sections the template defines next to one backend per upstream group.
@@ -21,25 +21,19 @@ RESERVED_NAMES = frozenset({"microstack", "rate_limit", "fallback", "not_found"}
 def render_haproxy(model: ProxyModel) -> str:
     """Return haproxy.cfg text for `model`.
 
-    All groups with DNS discovery share one `resolvers` section, so they must
-    name the same resolver. The HTTPS bind reads `model.tls.bundle_path`, one
+    Servers given by name are re-resolved through `model.dns_resolver`, so a
+    replaced container's new address is followed without a reload. The HTTPS bind reads `model.tls.bundle_path`, one
     PEM with certificate and key (see `pem_bundle`).
     """
     clashes = RESERVED_NAMES.intersection(g.name for g in model.upstreams)
     if clashes:
         raise ModelError(f"upstream names {sorted(clashes)} are reserved in haproxy.cfg; rename them")
-    discoveries = [g.discovery for g in model.upstreams if g.discovery is not None]
-    resolvers = {d.resolver for d in discoveries}
-    if len(resolvers) > 1:
-        raise ModelError(f"all discovering upstreams must use one resolver, got {sorted(r.address for r in resolvers)}")
-    discovery: DnsDiscovery | None = discoveries[0] if discoveries else None
     rate = model.rate_limit
     https_port = model.listen.https_port
     return template("haproxy.cfg.j2").render(
         m=model,
         t=model.timeouts,
         hc=model.health_check,
-        discovery=discovery,
         health_path=contract.HEALTH_PATH,
         request_id_header=contract.REQUEST_ID_HEADER,
         per_second_limit=rate.requests_per_second + rate.burst,

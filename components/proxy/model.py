@@ -25,6 +25,7 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 # A host is an IPv4 address or a DNS name; IPv6 literals are not needed on
 # Docker bridge networks or loopback and would complicate both syntaxes.
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+_IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 # Route prefixes become nginx locations and HAProxy `path_beg` patterns.
 _PREFIX = re.compile(r"^/([A-Za-z0-9._~-]+/)*$")
 # Paths are written unquoted into both configs; whitespace, quotes, `;`, `#`
@@ -88,6 +89,11 @@ class Server:
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def is_name(self) -> bool:
+        """True for a DNS name, which a replaced container may answer from a new IP."""
+        return not _IPV4.match(self.host)
+
 
 @dataclass(frozen=True)
 class DnsDiscovery:
@@ -103,15 +109,12 @@ class DnsDiscovery:
     name: str
     port: int
     max_servers: int = 16
-    resolver: Server = Server("127.0.0.11", 53)
-    hold_valid_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         _check_host("discovery name", self.name)
         _check_port("discovery port", self.port)
         if not 1 <= self.max_servers <= 1024:
             raise ModelError(f"discovery max_servers {self.max_servers} must be within 1-1024")
-        _check_positive("discovery hold_valid_seconds", self.hold_valid_seconds)
 
 
 @dataclass(frozen=True)
@@ -382,6 +385,9 @@ class ProxyModel:
     user: str | None = None
     workers: int = 2
     retry_after_seconds: int = 5
+    # Docker's embedded DNS; HAProxy re-resolves server names through it.
+    dns_resolver: Server = Server("127.0.0.11", 53)
+    dns_hold_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         names = [group.name for group in self.upstreams]
@@ -407,6 +413,7 @@ class ProxyModel:
             raise ModelError(f"workers {self.workers} must be within 1-64")
         if self.user is not None:
             _check_name("user", self.user)
+        _check_positive("dns_hold_seconds", self.dns_hold_seconds)
 
     def upstream(self, name: str) -> UpstreamGroup:
         """The group called `name` (a route's target)."""
@@ -418,6 +425,11 @@ class ProxyModel:
     @property
     def discovery_used(self) -> bool:
         return any(group.discovery is not None for group in self.upstreams)
+
+    @property
+    def resolves_names(self) -> bool:
+        """Whether any upstream is found by DNS at run time (discovery or a server name)."""
+        return self.discovery_used or any(server.is_name for group in self.upstreams for server in group.servers)
 
 
 def milliseconds(seconds: float) -> int:

@@ -1,0 +1,269 @@
+"""Running the rendered proxy configs with the real nginx and HAProxy binaries.
+
+Shared by the render checks, the end-to-end tests and bench/bench_failover.py:
+a proxy model pointed at temporary directories and loopback addresses, a
+self-signed certificate, `nginx -t` / `haproxy -c`, and a `ProxyProcess` that
+runs either proxy in the foreground and reads HAProxy's runtime API.
+"""
+
+from __future__ import annotations
+
+import datetime
+import getpass
+import json
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from components.proxy import render
+from components.proxy.model import Paths, ProxyKind, ProxyModel, Tls, pem_bundle
+from tests.support.binaries import require_binary
+from tests.support.servers import ServerError
+
+BINARY = {ProxyKind.NGINX: "nginx", ProxyKind.HAPROXY: "haproxy"}
+
+
+def private_dir(prefix: str) -> Path:
+    """A fresh directory outside pytest's root-only tmp_path.
+
+    nginx workers run as the invoking user (see `worker_user`), and a directory
+    they traverse must be reachable for it.
+    """
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def worker_user() -> str:
+    """The account nginx workers run as in tests: whoever runs the suite.
+
+    As root, nginx would otherwise switch workers to `nobody`, which cannot
+    write the cache and temp directories the test created.
+    """
+    return getpass.getuser()
+
+
+def proxy_paths(root: Path) -> Paths:
+    """File locations under `root` for one proxy instance; creates the directories."""
+    (root / "tmp").mkdir(parents=True, exist_ok=True)
+    return Paths(
+        pid_file=str(root / "proxy.pid"),
+        access_log=str(root / "access.log"),
+        error_log=str(root / "error.log"),
+        temp_dir=str(root / "tmp"),
+        stats_socket=str(root / "admin.sock"),
+    )
+
+
+def self_signed_tls(root: Path, host: str = "localhost") -> Tls:
+    """Write a fresh self-signed certificate, key and HAProxy bundle under `root`."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    tls_dir = root / "tls"
+    tls_dir.mkdir(parents=True, exist_ok=True)
+    tls = Tls(
+        certificate_path=str(tls_dir / "cert.pem"),
+        key_path=str(tls_dir / "key.pem"),
+        bundle_path=str(tls_dir / "bundle.pem"),
+    )
+    Path(tls.certificate_path).write_text(cert_pem)
+    Path(tls.key_path).write_text(key_pem)
+    Path(tls.bundle_path).write_text(pem_bundle(cert_pem, key_pem))
+    return tls
+
+
+def write_config(model: ProxyModel, kind: ProxyKind, root: Path) -> Path:
+    """Render `model` for `kind` into `root` and return the file's path."""
+    path = root / ("nginx.conf" if kind is ProxyKind.NGINX else "haproxy.cfg")
+    path.write_text(render(model, kind))
+    return path
+
+
+def check_config(kind: ProxyKind, config: Path) -> subprocess.CompletedProcess[str]:
+    """Run `nginx -t` or `haproxy -c` on `config`; the caller asserts on the result."""
+    binary = require_binary(BINARY[kind])
+    if kind is ProxyKind.NGINX:
+        command = [binary, "-t", "-q", "-p", str(config.parent), "-c", str(config)]
+    else:
+        command = [binary, "-c", "-f", str(config)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+
+
+def http_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, dict[str, str], bytes]:
+    """A minimal blocking GET on loopback, for readiness checks (no client library)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, body
+
+
+@dataclass
+class ProxyProcess:
+    """nginx or HAProxy in the foreground with a rendered config, on loopback.
+
+    `start` waits until the proxy's own `/health` answers; `stop` ends it.
+    For HAProxy, `servers_state` and `server_stats` read the runtime API on
+    the model's stats socket.
+    """
+
+    kind: ProxyKind
+    model: ProxyModel
+    root: Path
+    config: Path = field(init=False)
+    process: subprocess.Popen[bytes] | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.config = write_config(self.model, self.kind, self.root)
+
+    @property
+    def port(self) -> int:
+        if self.model.tls is not None:
+            return self.model.listen.https_port
+        return self.model.listen.http_port
+
+    @property
+    def http_port(self) -> int:
+        return self.model.listen.http_port
+
+    @property
+    def log_path(self) -> Path:
+        """Where access log lines go: nginx writes the file, HAProxy its stdout."""
+        if self.kind is ProxyKind.NGINX:
+            return Path(self.model.paths.access_log)
+        return self.root / "haproxy.out"
+
+    def start(self, timeout: float = 15.0) -> Self:
+        checked = check_config(self.kind, self.config)
+        if checked.returncode != 0:
+            raise ServerError(f"{self.kind} rejected its config:\n{checked.stderr}")
+        binary = require_binary(BINARY[self.kind])
+        if self.kind is ProxyKind.NGINX:
+            command = [binary, "-p", str(self.root), "-c", str(self.config), "-g", "daemon off;"]
+        else:
+            command = [binary, "-W", "-db", "-f", str(self.config)]
+        with (self.root / "haproxy.out" if self.kind is ProxyKind.HAPROXY else self.root / "nginx.out").open(
+            "ab"
+        ) as out:
+            self.process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.root
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServerError(f"{self.kind} exited with {self.process.returncode}")
+            try:
+                if http_get(self.http_port, "/health")[0] == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise ServerError(f"{self.kind} did not answer /health within {timeout}s")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def runtime_api(self, command: str) -> str:
+        """Send one command to HAProxy's stats socket and return the answer."""
+        path = self.model.paths.stats_socket
+        if self.kind is not ProxyKind.HAPROXY or path is None:
+            raise ServerError("only HAProxy with a stats socket has a runtime API")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(2.0)
+            sock.connect(path)
+            sock.sendall(command.encode() + b"\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        return data.decode()
+
+    def server_stats(self, backend: str) -> dict[str, dict[str, str]]:
+        """`show stat` rows of `backend`'s servers by server name (status, weight, ...)."""
+        lines = self.runtime_api("show stat").splitlines()
+        header = lines[0].lstrip("# ").split(",")
+        rows: dict[str, dict[str, str]] = {}
+        for line in lines[1:]:
+            if not line:
+                continue
+            row = dict(zip(header, line.split(","), strict=False))
+            if row["pxname"] == backend and row["svname"] not in ("FRONTEND", "BACKEND"):
+                rows[row["svname"]] = row
+        return rows
+
+    def servers_state(self, backend: str) -> dict[str, dict[str, str]]:
+        """`show servers state` of `backend` by server name (operational state, weights)."""
+        lines = self.runtime_api(f"show servers state {backend}").splitlines()
+        header = next(line for line in lines if line.startswith("# be_id")).lstrip("# ").split()
+        states: dict[str, dict[str, str]] = {}
+        for line in lines:
+            if not line or line.startswith("#") or line.strip() == "1":
+                continue
+            row = dict(zip(header, line.split(), strict=False))
+            states[row["srv_name"]] = row
+        return states
+
+    def access_log_records(self) -> list[dict[str, object]]:
+        """The JSON access log lines written so far (HAProxy's startup notices are skipped)."""
+        records = []
+        if not self.log_path.exists():
+            return records
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            line = line.strip()
+            if line.startswith("{"):
+                records.append(json.loads(line))
+        return records
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
