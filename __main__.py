@@ -5,20 +5,26 @@ networks, secrets, data stores, services, proxy, logging; then the outputs.
 """
 
 import pulumi
+from microstack_common import contract
 
 from components.common import log_driver
 from components.config import load_config
-from components.network import Networks, NetworksArgs
+from components.network import Networks, NetworksArgs, default_frontend_subnet
 from components.postgres import Postgres, PostgresArgs
 from components.redis import Redis, RedisArgs
 from components.secrets import SecretOverrides, Secrets, SecretsArgs
+from components.service import Database, ReplicatedService, ServiceArgs
 
 config, secret_config = load_config()
 stack = pulumi.get_stack()
 prefix = f"{pulumi.get_project()}-{stack}"
 logs = log_driver(config.logging)
 
-networks = Networks("networks", NetworksArgs(prefix=prefix, logging_enabled=config.logging.enabled))
+frontend_subnet = config.network.frontend_subnet or default_frontend_subnet(prefix)
+networks = Networks(
+    "networks",
+    NetworksArgs(prefix=prefix, logging_enabled=config.logging.enabled, frontend_subnet=frontend_subnet),
+)
 
 secrets = Secrets(
     "secrets",
@@ -60,6 +66,51 @@ redis = Redis(
         password=secrets.redis_password,
         logs=logs,
     ),
+)
+
+
+def service(name: str, replicas: int, cpus: float, memory_mb: int, port: int, ttl: int) -> ReplicatedService:
+    """One of our Python services; api and auth differ only in these values."""
+    return ReplicatedService(
+        name,
+        ServiceArgs(
+            service=name,
+            replicas=replicas,
+            cpus=cpus,
+            memory_mb=memory_mb,
+            port=port,
+            base_image=config.images.service_base_image,
+            registry=config.images.registry,
+            registry_password=secret_config.get("registryPassword"),
+            prefix=prefix,
+            stack=stack,
+            frontend=networks.frontend,
+            frontend_subnet=frontend_subnet,
+            backend=networks.backend,
+            database=Database(postgres.host, postgres.port, postgres.database, postgres.user),
+            database_password=secrets.postgres_password,
+            redis_host=redis.host,
+            redis_port=redis.port,
+            redis_password=secrets.redis_password,
+            jwt_signing_key=secrets.jwt_signing_key,
+            jwt_ttl_seconds=ttl,
+            logs=logs,
+        ),
+        # Replicas start once the data stores are healthy.
+        pulumi.ResourceOptions(depends_on=[postgres, redis]),
+    )
+
+
+api = service(
+    "api", config.api.replicas, config.api.cpus, config.api.memory_mb, config.api.port, config.auth.token_ttl_seconds
+)
+auth = service(
+    "auth",
+    config.auth.replicas,
+    config.auth.cpus,
+    config.auth.memory_mb,
+    contract.AUTH_PORT,
+    config.auth.token_ttl_seconds,
 )
 
 pulumi.export("networks", {"frontend": networks.frontend.name, "backend": networks.backend.name})

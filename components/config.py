@@ -239,6 +239,28 @@ class ImagesConfig(_Model):
         return _pinned_image(value)
 
 
+class NetworkConfig(_Model):
+    """Docker networks of the stack."""
+
+    frontend_subnet: str | None = Field(
+        None,
+        description="Subnet of the frontend network (a /24 or larger); default: 172.30.X.0/24 derived from the stack name",
+    )
+
+    @field_validator("frontend_subnet")
+    @classmethod
+    def _subnet(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            network = ipaddress.ip_network(value)
+        except ValueError:
+            raise ValueError("must be an IPv4 subnet in CIDR form, e.g. 172.30.5.0/24") from None
+        if network.version != 4 or network.prefixlen > 24:
+            raise ValueError("must be an IPv4 subnet of at least 256 addresses (prefix /24 or shorter)")
+        return value
+
+
 class StackConfig(_Model):
     """Everything under `microstack:` in a stack file."""
 
@@ -249,6 +271,7 @@ class StackConfig(_Model):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     images: ImagesConfig = Field(default_factory=ImagesConfig)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> StackConfig:
@@ -408,7 +431,7 @@ def reference_markdown() -> str:
             if nested is not None and field.default_factory is not None:
                 walk(nested, key)
                 continue
-            kind = getattr(annotation, "__name__", str(annotation)).replace("typing.", "")
+            kind = getattr(annotation, "__name__", str(annotation)).replace("typing.", "").replace(" | ", " or ")
             if nested is not None:
                 kind = "object (" + ", ".join(f.alias or n for n, f in nested.model_fields.items()) + ")"
             if getattr(annotation, "__origin__", None) is Literal:
@@ -430,5 +453,25 @@ def reference_markdown() -> str:
     return "\n".join(rows)
 
 
+README_BEGIN = "<!-- config-reference:begin -->"
+README_END = "<!-- config-reference:end -->"
+
+
+def update_readme(path: str) -> None:
+    """Rewrite the reference between the README's markers."""
+    from pathlib import Path
+
+    readme = Path(path)
+    text = readme.read_text()
+    head, _, rest = text.partition(README_BEGIN)
+    _, _, tail = rest.partition(README_END)
+    readme.write_text(f"{head}{README_BEGIN}\n{reference_markdown()}\n{README_END}{tail}")
+
+
 if __name__ == "__main__":
-    print(reference_markdown())
+    import sys
+
+    if sys.argv[1:2] == ["--readme"]:
+        update_readme(sys.argv[2] if len(sys.argv) > 2 else "README.md")
+    else:
+        print(reference_markdown())

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
+
+
+def default_frontend_subnet(prefix: str) -> str:
+    """172.30.X.0/24 with X derived from the stack's prefix, so stacks on one host rarely collide."""
+    return f"172.30.{hashlib.sha256(prefix.encode()).digest()[0]}.0/24"
 
 
 @dataclass(frozen=True)
@@ -13,6 +19,8 @@ class NetworksArgs:
     prefix: str
     """Prefix of the Docker network names, e.g. `microstack-dev`, so stacks can share a host."""
     logging_enabled: bool
+    frontend_subnet: str
+    """Fixed so that replicas keep their addresses across replacement (see ReplicatedService)."""
 
 
 class Networks(pulumi.ComponentResource):
