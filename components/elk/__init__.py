@@ -1,0 +1,1 @@
+"""The logging stack: Elasticsearch, Logstash, Kibana and their one-shot setup job."""
