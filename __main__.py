@@ -5,15 +5,16 @@ networks, secrets, data stores, services, proxy, logging; then the outputs.
 """
 
 import pulumi
-from microstack_common import contract
 
 from components.common import log_driver
 from components.config import load_config
 from components.network import Networks, NetworksArgs, default_frontend_subnet
 from components.postgres import Postgres, PostgresArgs
+from components.proxy.component import Proxy, ProxyArgs, Upstream
 from components.redis import Redis, RedisArgs
 from components.secrets import SecretOverrides, Secrets, SecretsArgs
 from components.service import Database, ReplicatedService, ServiceArgs
+from microstack_common import contract
 
 config, secret_config = load_config()
 stack = pulumi.get_stack()
@@ -113,6 +114,24 @@ auth = service(
     config.auth.token_ttl_seconds,
 )
 
+proxy = Proxy(
+    "proxy",
+    ProxyArgs(
+        config=config.proxy,
+        image=config.images.haproxy if config.proxy.kind == "haproxy" else config.images.nginx,
+        prefix=prefix,
+        stack=stack,
+        network=networks.frontend,
+        api=Upstream(contract.Alias.API, config.api.port, api.addresses, config.proxy.discovery_slots),
+        auth=Upstream(contract.Alias.AUTH, contract.AUTH_PORT, auth.addresses, config.proxy.discovery_slots),
+        logs=logs,
+        tls_certificate=secret_config.get("tlsCertificate"),
+        tls_private_key=secret_config.get("tlsPrivateKey"),
+    ),
+    pulumi.ResourceOptions(depends_on=[*api.containers, *auth.containers]),
+)
+
+pulumi.export("url", proxy.url)
 pulumi.export("networks", {"frontend": networks.frontend.name, "backend": networks.backend.name})
 pulumi.export(
     "postgres",

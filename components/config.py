@@ -244,7 +244,7 @@ class NetworkConfig(_Model):
 
     frontend_subnet: str | None = Field(
         None,
-        description="Subnet of the frontend network (a /24 or larger); default: 172.30.X.0/24 derived from the stack name",
+        description="Frontend subnet (/24 or larger); default: 172.30.X.0/24 derived from the stack name",
     )
 
     @field_validator("frontend_subnet")

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pulumi
 import pulumi_docker as docker
-from microstack_common import contract
 
 from components.common import LogDriver, Runtime, healthcheck, labels, secret_file
 from components.config import RegistryConfig
+from microstack_common import contract
 
 # Relative to the project directory, where Pulumi runs the program: the
 # state then holds the same paths on every machine that deploys the stack.

@@ -75,6 +75,7 @@ class Program:
     def secret_values(self) -> set[str]:
         """Every value the program generated or was given as a secret."""
         found = {r.outputs["result"] for r in self.of_type(RANDOM_PASSWORD)}
+        found |= {r.outputs["privateKeyPem"] for r in self.of_type(TLS_PRIVATE_KEY)}
         return {v for v in found if v}
 
 
@@ -84,6 +85,8 @@ VOLUME = "docker:index/volume:Volume"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 IMAGE = "docker:index/image:Image"
 RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
+TLS_PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
+TLS_SELF_SIGNED_CERT = "tls:index/selfSignedCert:SelfSignedCert"
 
 
 _SECRET_SIG = "4dabf18193072939515e22adb298388d"
@@ -125,6 +128,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif args.typ == IMAGE:
             outputs["imageName"] = inputs.get("imageName", args.name)
             outputs["repoDigest"] = f"{outputs['imageName']}@{_fake_digest(args.name)}"
+        elif args.typ == TLS_PRIVATE_KEY:
+            outputs["privateKeyPem"] = f"-----BEGIN PRIVATE KEY-----\nmockkey{args.name}\n-----END PRIVATE KEY-----\n"
+            outputs["publicKeyPem"] = "-----BEGIN PUBLIC KEY-----\nmock\n-----END PUBLIC KEY-----\n"
+        elif args.typ == TLS_SELF_SIGNED_CERT:
+            outputs["certPem"] = f"-----BEGIN CERTIFICATE-----\nmockcert{args.name}\n-----END CERTIFICATE-----\n"
         elif args.typ == NETWORK:
             outputs.setdefault("name", args.name)
         self.resources.append(Resource(args.typ, args.name, inputs, outputs))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
-from microstack_common import contract
+import itertools
 
+import pytest
+
+from microstack_common import contract
 from tests.support.program import IMAGE, Program, run_program
 
 
@@ -61,7 +63,7 @@ def test_replicas_keep_fixed_distinct_frontend_addresses(three_replicas: Program
 
 def test_replicas_are_replaced_one_at_a_time(three_replicas: Program) -> None:
     replicas = _replicas(three_replicas, "api")
-    for previous, replica in zip(replicas, replicas[1:], strict=False):
+    for previous, replica in itertools.pairwise(replicas):
         assert replica.options["delete_before_replace"]
         depends = replica.options["depends_on"]
         assert depends is not None and any(getattr(d, "_name", None) == previous.name for d in depends)
