@@ -1,0 +1,612 @@
+"""Create in a real Docker engine exactly what the program declared under mocks.
+
+There is no Pulumi CLI or Docker provider plugin on the test machines, so
+this module plays the provider's part for the resource types the program
+uses: it turns each recorded resource's inputs (camelCase, as the provider
+receives them) into Docker Engine API calls through the Docker SDK.
+
+Every input field is either applied or rejected: a field this module does not
+know raises `UnhandledField` naming the resource and the field, so a new
+setting in the program cannot be silently dropped here and the system test
+cannot pass against something other than what the program declares.
+
+Everything created carries the label `SESSION_LABEL`, so a finalizer (and the
+next session, after a crash) can remove it all.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import tarfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+from docker.errors import NotFound
+from docker.types import LogConfig, Ulimit
+
+from tests.support.program import CONTAINER, IMAGE, NETWORK, RANDOM_PASSWORD, REMOTE_IMAGE, VOLUME, Program, Resource
+
+SESSION_LABEL = "microstack.system-test.session"
+
+# Types that exist only inside Pulumi: components group resources, random
+# passwords are already inlined (as plain values under mocks) where used.
+_PULUMI_ONLY_TYPES = (RANDOM_PASSWORD,)
+_COMPONENT_PREFIX = "microstack:"
+
+# How long a container without `waitTimeout` may take to become healthy;
+# the provider's default.
+_DEFAULT_WAIT_SECONDS = 60
+_POLL_SECONDS = 0.5
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_DURATION_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+_MIB = 1024 * 1024
+
+
+class RealizeError(RuntimeError):
+    """The declared stack could not be created as declared."""
+
+
+class UnhandledField(RealizeError):
+    """The program set a field the realizer would otherwise drop."""
+
+    def __init__(self, resource: Resource, path: str) -> None:
+        super().__init__(
+            f"{resource.type} {resource.name!r} sets {path!r}, which the system-test realizer does not "
+            "apply; teach tests/system/realizer.py to apply it rather than test without it"
+        )
+
+
+def go_duration_ns(resource: Resource, key: str, text: str) -> int:
+    """Nanoseconds of a Go duration string ("5s", "1m30s", "250ms"), as the provider parses it."""
+    position, total = 0, 0
+    for match in _DURATION.finditer(text):
+        if match.start() != position:
+            break
+        total += int(float(match.group(1)) * _DURATION_NS[match.group(2)])
+        position = match.end()
+    if position != len(text) or not text:
+        raise RealizeError(f"{resource.name}: {key}={text!r} is not a Go duration such as '5s' or '1m30s'")
+    return total
+
+
+class _Fields:
+    """Reads a resource's inputs and remembers which were consumed."""
+
+    def __init__(self, resource: Resource, values: Mapping[str, Any], prefix: str = "") -> None:
+        self.resource = resource
+        self.values = values
+        self.prefix = prefix
+        self.used: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.used.add(key)
+        value = self.values.get(key)
+        return default if value is None else value
+
+    def nested(self, key: str) -> list[_Fields]:
+        """Each element of a list-of-objects field (or the single object) as its own reader."""
+        value = self.get(key)
+        if value is None:
+            return []
+        if isinstance(value, list):
+            return [_Fields(self.resource, item, f"{self.prefix}{key}[{i}].") for i, item in enumerate(value)]
+        return [_Fields(self.resource, value, f"{self.prefix}{key}.")]
+
+    def check(self, *readers: _Fields) -> None:
+        """Fail on any input no reader consumed."""
+        for reader in (self, *readers):
+            for key in reader.values:
+                if key not in reader.used and reader.values[key] is not None:
+                    raise UnhandledField(reader.resource, reader.prefix + key)
+
+
+@dataclass
+class ContainerSpec:
+    """Everything needed to (re)create one declared container."""
+
+    resource: Resource
+    name: str
+    image: str
+    create: dict[str, Any]
+    host_config: dict[str, Any]
+    networks: list[tuple[str, list[str]]]
+    uploads: list[tuple[str, bytes, int]]
+    wait_healthy: bool
+    wait_seconds: float
+    grace_seconds: int
+    start: bool
+    depends_on: set[str] = field(default_factory=set)
+
+    @property
+    def aliases(self) -> set[str]:
+        return {alias for _, aliases in self.networks for alias in aliases}
+
+
+@dataclass
+class Realized:
+    """What the realizer created, by declared resource name."""
+
+    networks: dict[str, str] = field(default_factory=dict)
+    volumes: dict[str, str] = field(default_factory=dict)
+    containers: dict[str, str] = field(default_factory=dict)
+    images: dict[str, str] = field(default_factory=dict)
+
+
+ImageBuilder = Callable[[Resource, Path, str, Mapping[str, str]], str]
+
+
+class Realizer:
+    """Creates a recorded program's networks, volumes and containers, and removes them again.
+
+    `build_image(resource, context, dockerfile, args)` builds a declared
+    `Image` and returns a local tag. `skip(resource)` marks containers the
+    test replaces with its own stand-in (the ELK containers when a GELF
+    listener takes Logstash's place); whatever depends on them proceeds.
+    """
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        program: Program,
+        *,
+        session: str,
+        project_root: Path,
+        build_image: ImageBuilder,
+        skip: Callable[[Resource], bool] = lambda _resource: False,
+    ) -> None:
+        self.client = client
+        self.api = client.api
+        self.program = program
+        self.session = session
+        self.project_root = project_root
+        self.build_image = build_image
+        self.skip = skip
+        self.realized = Realized()
+        self.specs: dict[str, ContainerSpec] = {}
+        self._image_refs: dict[str, str] = {}
+
+    # --- the whole stack -------------------------------------------------
+
+    def realize(self) -> Realized:
+        """Create everything in dependency order; containers of one level start together."""
+        self._check_types()
+        for resource in self.program.of_type(REMOTE_IMAGE):
+            if not self.skip(resource):
+                self._remote_image(resource)
+        for resource in self.program.of_type(IMAGE):
+            self._image(resource)
+        # Every container's fields are checked before anything is created.
+        for resource in self.program.of_type(CONTAINER):
+            if not self.skip(resource):
+                self.specs[resource.name] = self._container_spec(resource)
+        self._add_implicit_dependencies()
+        levels = self.levels()
+        for resource in self.program.of_type(NETWORK):
+            self._network(resource)
+        for resource in self.program.of_type(VOLUME):
+            self._volume(resource)
+        for level in levels:
+            with ThreadPoolExecutor(max_workers=len(level)) as pool:
+                ids = list(pool.map(self.run_container, level))
+            for resource_name, container_id in zip(level, ids, strict=True):
+                self.realized.containers[resource_name] = container_id
+        return self.realized
+
+    def destroy(self) -> None:
+        """Remove every container, network and volume of this session (images stay cached)."""
+        remove_labelled(self.client, f"{SESSION_LABEL}={self.session}")
+
+    def _check_types(self) -> None:
+        known = {CONTAINER, NETWORK, VOLUME, IMAGE, REMOTE_IMAGE, *_PULUMI_ONLY_TYPES}
+        for resource in self.program.resources:
+            if resource.type not in known and not resource.type.startswith(_COMPONENT_PREFIX):
+                raise RealizeError(
+                    f"resource {resource.name!r} has type {resource.type}, which the system-test realizer "
+                    "cannot create; teach tests/system/realizer.py about it"
+                )
+
+    # --- images ----------------------------------------------------------
+
+    def _remote_image(self, resource: Resource) -> None:
+        """Nothing can be pulled here: the image must already be in the engine."""
+        fields = _Fields(resource, resource.inputs)
+        name = fields.get("name")
+        # keepLocally only matters on destroy, and the realizer never removes images.
+        fields.get("keepLocally")
+        fields.check()
+        try:
+            self.client.images.get(name)
+        except docker.errors.ImageNotFound:
+            raise RealizeError(
+                f"{resource.name}: image {name!r} is not in the engine and nothing can be pulled here; "
+                "point the test stack config's images.* at the locally built stand-ins"
+            ) from None
+        for ref in (name, resource.outputs.get("imageId"), resource.outputs.get("repoDigest")):
+            if ref:
+                self._image_refs[ref] = name
+        self.realized.images[resource.name] = name
+
+    def _image(self, resource: Resource) -> None:
+        fields = _Fields(resource, resource.inputs)
+        image_name = fields.get("imageName")
+        # Pushing is the provider's business after a build; the engine only needs the local image.
+        fields.get("skipPush")
+        fields.get("registry")
+        (build,) = fields.nested("build") or [None]
+        if build is None:
+            raise RealizeError(f"{resource.name}: an Image without `build` cannot be created here")
+        context = (self.project_root / build.get("context", ".")).resolve()
+        dockerfile = Path(build.get("dockerfile", str(context / "Dockerfile")))
+        dockerfile = dockerfile if dockerfile.is_absolute() else (self.project_root / dockerfile).resolve()
+        args = {str(k): str(v) for k, v in (build.get("args") or {}).items()}
+        # The classic builder runs every Dockerfile the services use; BuildKit
+        # would only change caching, not the image.
+        build.get("builderVersion")
+        build.get("platform")
+        fields.check(build)
+        tag = self.build_image(resource, context, str(dockerfile.relative_to(context)), args)
+        if image_name:
+            repository, _, version = image_name.rpartition(":")
+            if not repository or "/" in version:
+                repository, version = image_name, "latest"
+            self.client.images.get(tag).tag(repository, version)
+        for ref in (image_name, resource.outputs.get("imageName"), resource.outputs.get("repoDigest")):
+            if ref:
+                self._image_refs[ref] = tag
+        self.realized.images[resource.name] = tag
+
+    # --- networks and volumes ---------------------------------------------
+
+    def _labels(self, fields: _Fields) -> dict[str, str]:
+        labels = {}
+        for item in fields.nested("labels"):
+            labels[item.get("label")] = item.get("value")
+            item.check()
+        labels[SESSION_LABEL] = self.session
+        return labels
+
+    def _network(self, resource: Resource) -> None:
+        fields = _Fields(resource, resource.inputs)
+        name = fields.get("name", resource.name)
+        network = self.api.create_network(
+            name,
+            driver=fields.get("driver", "bridge"),
+            internal=bool(fields.get("internal", False)),
+            attachable=fields.get("attachable"),
+            options=fields.get("options"),
+            enable_ipv6=bool(fields.get("ipv6", False)),
+            labels=self._labels(fields),
+            check_duplicate=True,
+        )
+        fields.check()
+        self.realized.networks[resource.name] = network["Id"]
+
+    def _volume(self, resource: Resource) -> None:
+        fields = _Fields(resource, resource.inputs)
+        name = fields.get("name", resource.name)
+        self.api.create_volume(
+            name=name,
+            driver=fields.get("driver", "local"),
+            driver_opts=fields.get("driverOpts"),
+            labels=self._labels(fields),
+        )
+        fields.check()
+        self.realized.volumes[resource.name] = name
+
+    # --- containers --------------------------------------------------------
+
+    def _container_spec(self, resource: Resource) -> ContainerSpec:
+        f = _Fields(resource, resource.inputs)
+        readers: list[_Fields] = []
+        image_ref = f.get("image")
+        image = self._image_refs.get(image_ref)
+        if image is None:
+            raise RealizeError(f"{resource.name}: image {image_ref!r} is not the output of a declared image")
+        name = f.get("name", resource.name)
+
+        networks: list[tuple[str, list[str]]] = []
+        for net in f.nested("networksAdvanced"):
+            networks.append((net.get("name"), list(net.get("aliases", []))))
+            readers.append(net)
+
+        ports: list[tuple[int, str]] = []
+        bindings: dict[str, list[tuple[str, int]]] = {}
+        for port in f.nested("ports"):
+            internal, protocol = int(port.get("internal")), port.get("protocol", "tcp")
+            ports.append((internal, protocol))
+            external = port.get("external")
+            bindings.setdefault(f"{internal}/{protocol}", []).append(
+                (port.get("ip", "0.0.0.0"), int(external) if external is not None else None)
+            )
+            readers.append(port)
+
+        binds: dict[str, dict[str, str]] = {}
+        for volume in f.nested("volumes"):
+            source = volume.get("volumeName") or volume.get("hostPath")
+            if source is None:
+                raise RealizeError(f"{resource.name}: a volume entry has neither volumeName nor hostPath")
+            mode = "ro" if volume.get("readOnly", False) else "rw"
+            binds[source] = {"bind": volume.get("containerPath"), "mode": mode}
+            readers.append(volume)
+
+        uploads: list[tuple[str, bytes, int]] = []
+        for upload in f.nested("uploads"):
+            content = upload.get("content")
+            encoded = upload.get("contentBase64")
+            data = content.encode() if content is not None else base64.b64decode(encoded or "")
+            default_mode = "0744" if upload.get("executable", False) else "0644"
+            uploads.append((upload.get("file"), data, int(str(upload.get("permissions", default_mode)), 8)))
+            readers.append(upload)
+
+        healthcheck = None
+        (check,) = f.nested("healthcheck") or [None]
+        if check is not None:
+            healthcheck = {"test": list(check.get("tests"))}
+            for key, docker_key in (("interval", "interval"), ("timeout", "timeout"), ("startPeriod", "start_period")):
+                if check.get(key) is not None:
+                    healthcheck[docker_key] = go_duration_ns(resource, f"healthcheck.{key}", check.get(key))
+            if check.get("retries") is not None:
+                healthcheck["retries"] = int(check.get("retries"))
+            readers.append(check)
+
+        labels = {}
+        for item in f.nested("labels"):
+            labels[item.get("label")] = item.get("value")
+            readers.append(item)
+        labels[SESSION_LABEL] = self.session
+
+        capabilities = f.nested("capabilities")
+        for cap in capabilities:
+            cap.get("adds")
+            cap.get("drops")
+            readers.append(cap)
+
+        ulimits = []
+        for limit in f.nested("ulimits"):
+            ulimits.append(Ulimit(name=limit.get("name"), soft=int(limit.get("soft")), hard=int(limit.get("hard"))))
+            readers.append(limit)
+
+        extra_hosts = {}
+        for host in f.nested("hosts"):
+            extra_hosts[host.get("host")] = host.get("ip")
+            readers.append(host)
+
+        memory = f.get("memory")
+        memory_swap = f.get("memorySwap")
+        shm_size = f.get("shmSize")
+        cpus = f.get("cpus")
+        restart = f.get("restart", "no")
+        log_driver = f.get("logDriver", "json-file")
+        host_config: dict[str, Any] = {
+            "binds": binds or None,
+            "port_bindings": bindings or None,
+            "restart_policy": {"Name": restart, "MaximumRetryCount": int(f.get("maxRetryCount", 0))}
+            if restart != "no"
+            else None,
+            "mem_limit": int(memory) * _MIB if memory is not None else None,
+            # The provider's -1 means unlimited swap; Docker takes -1 the same way.
+            "memswap_limit": (int(memory_swap) * _MIB if int(memory_swap) > 0 else -1)
+            if memory_swap is not None
+            else None,
+            "shm_size": int(shm_size) * _MIB if shm_size is not None else None,
+            "nano_cpus": int(float(cpus) * 1e9) if cpus is not None else None,
+            "cpu_shares": f.get("cpuShares"),
+            "cpuset_cpus": f.get("cpuSet"),
+            "log_config": LogConfig(type=log_driver, config=dict(f.get("logOpts", {}))),
+            "read_only": f.get("readOnly"),
+            "tmpfs": f.get("tmpfs"),
+            "cap_add": capabilities[0].get("adds") if capabilities else None,
+            "cap_drop": capabilities[0].get("drops") if capabilities else None,
+            "security_opt": f.get("securityOpts"),
+            "init": f.get("init"),
+            "ulimits": ulimits or None,
+            "extra_hosts": extra_hosts or None,
+            "group_add": f.get("groupAdds"),
+            "sysctls": f.get("sysctls"),
+            "privileged": bool(f.get("privileged", False)),
+            "dns": f.get("dns"),
+        }
+        stop_timeout = f.get("stopTimeout")
+        create: dict[str, Any] = {
+            "command": f.get("command"),
+            "entrypoint": f.get("entrypoints"),
+            "environment": list(f.get("envs", [])),
+            "user": f.get("user"),
+            "working_dir": f.get("workingDir"),
+            "hostname": f.get("hostname"),
+            "domainname": f.get("domainname"),
+            "labels": labels,
+            "stop_signal": f.get("stopSignal"),
+            "stop_timeout": int(stop_timeout) if stop_timeout is not None else None,
+            "healthcheck": healthcheck,
+            "ports": ports or None,
+        }
+        wait = bool(f.get("wait", False))
+        wait_seconds = float(f.get("waitTimeout", _DEFAULT_WAIT_SECONDS))
+        grace = int(f.get("destroyGraceSeconds", stop_timeout or 10))
+        # mustRun (default true) is what the realizer checks after start anyway.
+        must_run = bool(f.get("mustRun", True))
+        start = bool(f.get("start", True))
+        f.check(*readers)
+        if not must_run and start:
+            raise RealizeError(f"{resource.name}: mustRun=false is not supported by the realizer")
+        if not networks:
+            raise RealizeError(f"{resource.name}: declares no networksAdvanced; every container here joins a network")
+        explicit = {getattr(dep, "_name", None) for dep in resource.options.get("depends_on") or []}
+        return ContainerSpec(
+            resource=resource,
+            name=name,
+            image=image,
+            create=create,
+            host_config=host_config,
+            networks=networks,
+            uploads=uploads,
+            wait_healthy=wait and healthcheck is not None,
+            wait_seconds=wait_seconds,
+            grace_seconds=grace,
+            start=start,
+            depends_on={d for d in explicit if d},
+        )
+
+    # --- ordering -----------------------------------------------------------
+
+    def _add_implicit_dependencies(self) -> None:
+        """A container that names another's network alias (env, command, config file) depends on it.
+
+        Pulumi orders by Output references and `depends_on`; service
+        discovery by alias is invisible to it, so the program adds
+        `depends_on` where it matters and this rule covers the rest. Aliases a
+        container carries itself (replicas share theirs) never count.
+        """
+        for spec in self.specs.values():
+            text = "\n".join(
+                [*spec.create["environment"], *(spec.create["command"] or [])]
+                + [data.decode(errors="replace") for _, data, _ in spec.uploads]
+            )
+            for other in self.specs.values():
+                if other is spec:
+                    continue
+                for alias in other.aliases - spec.aliases:
+                    if re.search(rf"(?<![\w.-]){re.escape(alias)}(?![\w-])", text):
+                        spec.depends_on.add(other.resource.name)
+        self._expand_component_dependencies()
+
+    def _expand_component_dependencies(self) -> None:
+        """`depends_on` a component means on every container inside it."""
+        parents = {r.name: r.options.get("parent") for r in self.program.resources}
+
+        def ancestors(name: str) -> Iterable[str]:
+            parent = parents.get(name)
+            while parent:
+                yield parent
+                parent = parents.get(parent)
+
+        for spec in self.specs.values():
+            expanded = set()
+            for dep in spec.depends_on:
+                if dep in self.specs:
+                    expanded.add(dep)
+                    continue
+                expanded |= {other for other in self.specs if dep in ancestors(other)}
+            spec.depends_on = expanded - {spec.resource.name}
+
+    def levels(self) -> list[list[str]]:
+        """Container resource names in start order; each inner list may start together."""
+        remaining = {name: set(spec.depends_on) for name, spec in self.specs.items()}
+        levels: list[list[str]] = []
+        while remaining:
+            ready = sorted(name for name, deps in remaining.items() if not deps & remaining.keys())
+            if not ready:
+                raise RealizeError(f"dependency cycle among containers: {sorted(remaining)}")
+            levels.append(ready)
+            for name in ready:
+                del remaining[name]
+        return levels
+
+    # --- one container ---------------------------------------------------------
+
+    def run_container(self, resource_name: str, *, name: str | None = None) -> str:
+        """Create, configure and start the declared container, then wait as the provider would.
+
+        `name` overrides the container name, for tests that add a container
+        just like a declared one (an extra API replica).
+        """
+        spec = self.specs[resource_name]
+        container_name = name or spec.name
+        first_network, first_aliases = spec.networks[0]
+        created = self.api.create_container(
+            spec.image,
+            name=container_name,
+            host_config=self.api.create_host_config(**{k: v for k, v in spec.host_config.items() if v is not None}),
+            networking_config=self.api.create_networking_config(
+                {first_network: self.api.create_endpoint_config(aliases=first_aliases or None)}
+            ),
+            **{k: v for k, v in spec.create.items() if v is not None},
+        )
+        container_id: str = created["Id"]
+        for network, aliases in spec.networks[1:]:
+            self.api.connect_container_to_network(container_id, network, aliases=aliases or None)
+        if spec.uploads:
+            self.api.put_archive(container_id, "/", _upload_archive(spec.uploads))
+        if spec.start:
+            self.api.start(container_id)
+            self.wait_ready(container_id, spec)
+        return container_id
+
+    def wait_ready(self, container_id: str, spec: ContainerSpec) -> None:
+        """Running, and healthy when the program asked to wait for health."""
+        deadline = time.monotonic() + spec.wait_seconds
+        restarts_allowed = 3 if spec.host_config.get("restart_policy") else 0
+        while True:
+            details = self.api.inspect_container(container_id)
+            state = details["State"]
+            health = (state.get("Health") or {}).get("Status")
+            if state["Status"] == "running" and (not spec.wait_healthy or health == "healthy"):
+                return
+            if state["Status"] in ("exited", "dead", "restarting") and details["RestartCount"] >= restarts_allowed:
+                raise RealizeError(self._failure(container_id, spec, "exited"))
+            if time.monotonic() > deadline:
+                raise RealizeError(
+                    self._failure(container_id, spec, f"is not ready after {spec.wait_seconds:g}s ({health})")
+                )
+            time.sleep(_POLL_SECONDS)
+
+    def _failure(self, container_id: str, spec: ContainerSpec, what: str) -> str:
+        details = self.api.inspect_container(container_id)
+        probes = (details["State"].get("Health") or {}).get("Log") or []
+        probe_text = "\n".join(f"  exit {p.get('ExitCode')}: {p.get('Output', '').strip()}" for p in probes[-3:])
+        logs = self.api.logs(container_id, tail=40).decode(errors="replace")
+        return (
+            f"container {spec.name} ({spec.resource.name}) {what}; state "
+            f"{details['State']['Status']}, exit code {details['State'].get('ExitCode')}\n"
+            f"last health probes:\n{probe_text or '  none'}\nlast log lines:\n{logs}"
+        )
+
+    def remove_container(self, container_id: str, resource_name: str) -> None:
+        """Stop gracefully within the declared grace period, then remove (volumes stay)."""
+        spec = self.specs[resource_name]
+        try:
+            self.api.stop(container_id, timeout=spec.grace_seconds)
+            self.api.remove_container(container_id, force=True)
+        except NotFound:
+            return
+
+
+def _upload_archive(uploads: list[tuple[str, bytes, int]]) -> bytes:
+    """A tar of the uploads as the provider writes it: owned by root, with the declared mode."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for path, data, mode in uploads:
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size = len(data)
+            info.mode = mode
+            info.mtime = int(time.time())
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def remove_labelled(client: docker.DockerClient, label: str) -> None:
+    """Remove containers, then networks, then volumes carrying `label` (key or key=value)."""
+    api = client.api
+    for container in api.containers(all=True, filters={"label": label}):
+        try:
+            api.remove_container(container["Id"], force=True)
+        except NotFound:
+            continue
+    for network in api.networks(filters={"label": label}):
+        try:
+            api.remove_network(network["Id"])
+        except NotFound:
+            continue
+    for volume in api.volumes(filters={"label": label}).get("Volumes") or []:
+        try:
+            api.remove_volume(volume["Name"], force=True)
+        except NotFound:
+            continue
