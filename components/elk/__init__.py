@@ -1,1 +1,5 @@
 """The logging stack: Elasticsearch, Logstash, Kibana and their one-shot setup job."""
+
+from components.elk.component import Elk, ElkArgs
+
+__all__ = ["Elk", "ElkArgs"]
