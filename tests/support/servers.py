@@ -37,6 +37,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -395,8 +396,14 @@ def service_env(
     database: str | None = None,
     jwt_ttl_seconds: int = 900,
     log_level: str = "INFO",
+    drain_seconds: float = 0.0,
 ) -> dict[str, str]:
-    """The environment a service container gets, pointing at the given servers."""
+    """The environment a service container gets, pointing at the given servers.
+
+    `drain_seconds` defaults to 0 (stop at once on SIGTERM) because most tests
+    stop services in teardown; tests of draining, or a proxy in front that
+    should notice the 503, set it.
+    """
     names = contract.Env
     return {
         names.SERVICE_NAME: service,
@@ -414,6 +421,7 @@ def service_env(
         names.REDIS_PASSWORD_FILE: str(redis.password_file),
         names.JWT_SIGNING_KEY_FILE: str(secrets.jwt_signing_key_file),
         names.JWT_TTL_SECONDS: str(jwt_ttl_seconds),
+        names.SHUTDOWN_DRAIN_SECONDS: str(drain_seconds),
     }
 
 
@@ -575,3 +583,7 @@ class ServiceProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+# What the `start_service` fixture returns: start a module against servers.
+ServiceStarter = Callable[..., ServiceProcess]
