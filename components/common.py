@@ -126,3 +126,23 @@ class Runtime:
 def labels(stack: str, role: str) -> dict[str, str]:
     """Labels that let a user (and the tests) find every container of a stack."""
     return {LABEL_STACK: stack, LABEL_ROLE: role}
+
+
+def pulled_image(parent: pulumi.Resource, name: str, reference: str) -> docker.RemoteImage:
+    """An image pulled by reference; kept on the host when the stack no longer uses it (other stacks may)."""
+    return docker.RemoteImage(
+        f"{name}-image", name=reference, keep_locally=True, opts=pulumi.ResourceOptions(parent=parent)
+    )
+
+
+def data_volume(parent: pulumi.Resource, name: str, docker_name: str, retain_on_delete: bool) -> docker.Volume:
+    """A named volume for a data store's files.
+
+    A resource of its own, so replacing the container keeps the data; with
+    `retain_on_delete` Pulumi also leaves it in place on `pulumi destroy`.
+    """
+    return docker.Volume(
+        f"{name}-data",
+        name=docker_name,
+        opts=pulumi.ResourceOptions(parent=parent, retain_on_delete=retain_on_delete),
+    )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.common import LogDriver, Runtime, healthcheck, labels, secret_file
+from components.common import LogDriver, Runtime, data_volume, healthcheck, labels, pulled_image, secret_file
 from components.config import RedisConfig
 from components.redis_conf import render_redis_conf
 from microstack_common import contract
@@ -44,12 +44,8 @@ class Redis(pulumi.ComponentResource):
         super().__init__("microstack:cache:Redis", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         cfg = args.config
-        image = docker.RemoteImage(f"{name}-image", name=args.image, keep_locally=True, opts=child)
-        self.volume = docker.Volume(
-            f"{name}-data",
-            name=f"{args.prefix}-redis-data",
-            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=cfg.retain_on_delete),
-        )
+        image = pulled_image(self, name, args.image)
+        self.volume = data_volume(self, name, f"{args.prefix}-redis-data", cfg.retain_on_delete)
         conf = args.password.apply(
             lambda password: render_redis_conf(
                 password=password, memory_mb=cfg.memory_mb, maxmemory_policy=cfg.maxmemory_policy

@@ -8,7 +8,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_tls as tls
 
-from components.common import LogDriver, Runtime, config_file, healthcheck, labels, secret_file
+from components.common import LogDriver, Runtime, config_file, healthcheck, labels, pulled_image, secret_file
 from components.config import ProxyConfig
 from components.proxy.haproxy import render_haproxy
 from components.proxy.model import (
@@ -118,7 +118,6 @@ class Proxy(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ProxyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("microstack:proxy:Proxy", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         cfg = args.config
         model = build_model(cfg, args.api, args.auth)
         haproxy = cfg.kind == "haproxy"
@@ -133,7 +132,7 @@ class Proxy(pulumi.ComponentResource):
                 uploads.append(config_file(model.tls.certificate_path, certificate))
                 uploads.append(secret_file(model.tls.key_path, key))
 
-        image = docker.RemoteImage(f"{name}-image", name=args.image, keep_locally=True, opts=child)
+        image = pulled_image(self, name, args.image)
         ports = [docker.ContainerPortArgs(internal=cfg.http_port, external=cfg.http_port, ip=cfg.bind_address)]
         if model.tls is not None:
             ports.append(
