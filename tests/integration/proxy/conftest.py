@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,15 +11,21 @@ import pytest
 
 from components.proxy.model import (
     Cache,
+    HealthCheck,
     Listen,
+    PassiveCheck,
+    ProxyKind,
     ProxyModel,
+    RateLimit,
     Server,
+    Timeouts,
     UpstreamGroup,
 )
-from tests.integration.proxy.harness import private_dir, proxy_paths, worker_user
-from tests.support.servers import free_port
+from tests.integration.proxy.harness import ProxyProcess, Replicas, private_dir, proxy_paths, worker_user
+from tests.support.servers import PostgresServer, RedisServer, SecretFiles, free_port
 
 ModelFactory = Callable[..., ProxyModel]
+ProxyStarter = Callable[..., ProxyProcess]
 
 
 @pytest.fixture
@@ -58,3 +65,55 @@ def make_model(proxy_root: Path) -> ModelFactory:
         return ProxyModel(**fields)  # type: ignore[arg-type]
 
     return build
+
+
+@pytest.fixture(scope="session")
+def replicas(
+    postgres_server: PostgresServer, redis_server: RedisServer, jwt_secrets: SecretFiles
+) -> Iterator[Replicas]:
+    """Three API replicas and one auth instance on one database, for the whole session."""
+    database = postgres_server.create_database(f"proxy_{uuid.uuid4().hex[:8]}")
+    pool = Replicas(postgres_server, redis_server, jwt_secrets, api_count=3, database=database)
+    try:
+        yield pool.start()
+    finally:
+        pool.stop()
+
+
+@pytest.fixture
+def pool(replicas: Replicas) -> Replicas:
+    """The replicas, every one running and healthy at the start of the test."""
+    replicas.ensure_running()
+    return replicas
+
+
+# Timings short enough for a test to watch failover in a few seconds. The
+# health check keeps `interval × fall` above its worst case (interval +
+# timeout + (fall - 1) × (fast interval + timeout) = 2.6 s < 3 s).
+E2E_HEALTH = HealthCheck(interval_seconds=1.0, fall=3, rise=2, timeout_seconds=0.4, fast_interval_seconds=0.2)
+E2E_TIMEOUTS = Timeouts(connect_seconds=0.5, read_seconds=1.0, retries=2)
+
+
+@pytest.fixture
+def start_proxy(pool: Replicas, make_model: ModelFactory, proxy_root: Path) -> Iterator[ProxyStarter]:
+    """Start a proxy of a kind in front of `pool`; keyword arguments override model fields."""
+    started: list[ProxyProcess] = []
+
+    def start(kind: ProxyKind, **overrides: object) -> ProxyProcess:
+        fields: dict[str, object] = {
+            "health_check": E2E_HEALTH,
+            "timeouts": E2E_TIMEOUTS,
+            "passive_check": PassiveCheck(max_fails=1, fail_timeout_seconds=2),
+            "slow_start_seconds": 4.0,
+            "rate_limit": RateLimit(requests_per_second=10_000, burst=10_000),
+            "cache": Cache(ttl_seconds=1, directory=str(proxy_root / "cache")),
+        }
+        fields.update(overrides)
+        model = make_model(api_ports=pool.api_ports, auth_ports=pool.auth_ports, **fields)
+        proxy = ProxyProcess(kind, model, proxy_root)
+        started.append(proxy)
+        return proxy.start()
+
+    yield start
+    for proxy in started:
+        proxy.stop()

@@ -8,18 +8,22 @@ runs either proxy in the foreground and reads HAProxy's runtime API.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import getpass
 import json
+import signal
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -27,8 +31,16 @@ from cryptography.x509.oid import NameOID
 
 from components.proxy import render
 from components.proxy.model import Paths, ProxyKind, ProxyModel, Tls, pem_bundle
+from microstack_common import contract
 from tests.support.binaries import require_binary
-from tests.support.servers import ServerError
+from tests.support.servers import (
+    PostgresServer,
+    RedisServer,
+    SecretFiles,
+    ServerError,
+    ServiceProcess,
+    service_env,
+)
 
 BINARY = {ProxyKind.NGINX: "nginx", ProxyKind.HAPROXY: "haproxy"}
 
@@ -267,3 +279,160 @@ class ProxyProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One request of a load run: status 0 means no HTTP answer at all."""
+
+    method: str
+    path: str
+    status: int
+    started: float
+    latency: float
+    instance: str | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Call:
+    """A request the load generator sends (body as JSON, extra headers)."""
+
+    method: str
+    path: str
+    json_body: object = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+async def run_load(
+    base_url: str,
+    next_call: Callable[[int], Call],
+    *,
+    duration: float,
+    concurrency: int,
+    max_requests: int = 100_000,
+    timeout: float = 15.0,
+    verify: bool | str = True,
+    on_tick: Callable[[float], Awaitable[None]] | None = None,
+) -> list[Outcome]:
+    """Send requests from `concurrency` workers for `duration` seconds (bounded count).
+
+    `next_call(n)` chooses the n-th request. `on_tick(elapsed)`, if given, is
+    awaited every 50 ms while the load runs: tests kill or freeze replicas
+    from it at a chosen moment.
+    """
+    outcomes: list[Outcome] = []
+    counter = 0
+    start = time.monotonic()
+    deadline = start + duration
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async with httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits, verify=verify) as client:
+
+        async def worker() -> None:
+            nonlocal counter
+            while time.monotonic() < deadline and counter < max_requests:
+                counter += 1
+                call = next_call(counter)
+                sent = time.monotonic()
+                try:
+                    response = await client.request(call.method, call.path, json=call.json_body, headers=call.headers)
+                    outcomes.append(
+                        Outcome(
+                            call.method,
+                            call.path,
+                            response.status_code,
+                            sent - start,
+                            time.monotonic() - sent,
+                            response.headers.get(contract.INSTANCE_HEADER),
+                        )
+                    )
+                except httpx.HTTPError as error:
+                    outcomes.append(
+                        Outcome(call.method, call.path, 0, sent - start, time.monotonic() - sent, None, repr(error))
+                    )
+
+        async def ticker() -> None:
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                if on_tick is not None:
+                    await on_tick(time.monotonic() - start)
+
+        await asyncio.gather(ticker(), *(worker() for _ in range(concurrency)))
+    return outcomes
+
+
+def failures(outcomes: list[Outcome], ok: frozenset[int] = frozenset({200, 201})) -> list[Outcome]:
+    """The outcomes a client would count as failed (anything but an expected status)."""
+    return [outcome for outcome in outcomes if outcome.status not in ok]
+
+
+@dataclass
+class Replicas:
+    """API replicas and one auth instance as real processes on loopback ports.
+
+    Tests kill, freeze and stop replicas; `ensure_running` brings every one
+    back (thawing a frozen one first) so the next test starts from a full,
+    healthy pool.
+    """
+
+    postgres: PostgresServer
+    redis: RedisServer
+    secrets: SecretFiles
+    api_count: int = 3
+    database: str | None = None
+    drain_seconds: float = 2.0
+    api: list[ServiceProcess] = field(init=False, default_factory=list)
+    auth: ServiceProcess = field(init=False)
+    frozen: set[int] = field(init=False, default_factory=set)
+
+    def __post_init__(self) -> None:
+        for index in range(1, self.api_count + 1):
+            self.api.append(ServiceProcess("microstack_api", self._env("api", f"api-{index}"), wait_ready=False))
+        self.auth = ServiceProcess("microstack_auth", self._env("auth", "auth-1"), wait_ready=False)
+
+    def _env(self, service: str, instance: str) -> dict[str, str]:
+        env = service_env(
+            self.postgres, self.redis, self.secrets, service=service, instance=instance, database=self.database
+        )
+        env[contract.Env.SHUTDOWN_DRAIN_SECONDS] = str(self.drain_seconds)
+        return env
+
+    @property
+    def api_ports(self) -> list[int]:
+        return [replica.port for replica in self.api]
+
+    @property
+    def auth_ports(self) -> list[int]:
+        return [self.auth.port]
+
+    def start(self) -> Self:
+        for process in [*self.api, self.auth]:
+            process.start()
+        for process in [*self.api, self.auth]:
+            process.wait_healthy(60)
+        return self
+
+    def freeze(self, index: int) -> None:
+        """SIGSTOP replica `index`: it keeps its socket, accepts connections, never answers."""
+        self.api[index].send_signal(signal.SIGSTOP)
+        self.frozen.add(index)
+
+    def thaw(self, index: int) -> None:
+        self.api[index].send_signal(signal.SIGCONT)
+        self.frozen.discard(index)
+
+    def ensure_running(self) -> None:
+        for index in list(self.frozen):
+            self.thaw(index)
+        for process in [*self.api, self.auth]:
+            if process.process is None or process.process.poll() is not None:
+                process.start()
+        for process in [*self.api, self.auth]:
+            process.wait_healthy(60)
+
+    def stop(self) -> None:
+        for index in list(self.frozen):
+            self.thaw(index)
+        for process in [*self.api, self.auth]:
+            process.stop()

@@ -123,7 +123,7 @@ HAPROXY_FRAGMENTS = [
     "option httpchk",
     "http-check send meth GET uri /health ver HTTP/1.1",
     "http-check expect status 200",
-    "default-server check inter 2000ms fastinter 500ms downinter 2000ms fall 3 rise 2 slowstart 30000ms "
+    "default-server check weight 100 inter 2000ms fastinter 500ms downinter 2000ms fall 3 rise 2 slowstart 30000ms "
     "observe layer7 error-limit 3 on-error mark-down",
     "retries 2",
     "option redispatch 1",
