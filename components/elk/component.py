@@ -8,7 +8,16 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
-from components.common import Runtime, config_file, healthcheck, labels, log_driver, secret_file
+from components.common import (
+    Runtime,
+    config_file,
+    data_volume,
+    healthcheck,
+    labels,
+    log_driver,
+    pulled_image,
+    secret_file,
+)
 from components.config import ImagesConfig, LoggingConfig
 from components.elk import render
 from microstack_common import contract
@@ -85,7 +94,7 @@ class Elk(pulumi.ComponentResource):
     logstash: docker.Container
     kibana: docker.Container
     edge_network: docker.Network
-    data_volume: docker.Volume
+    volume: docker.Volume
     kibana_url: str
     gelf_address: str
 
@@ -103,10 +112,8 @@ class Elk(pulumi.ComponentResource):
             options={"com.docker.network.bridge.enable_ip_masquerade": "false"},
             opts=self._child,
         )
-        self.data_volume = docker.Volume(
-            f"{name}-elasticsearch-data",
-            name=f"{args.prefix}-elasticsearch-data",
-            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=cfg.retain_on_delete),
+        self.volume = data_volume(
+            self, f"{name}-elasticsearch", f"{args.prefix}-elasticsearch-data", cfg.retain_on_delete
         )
         self.elasticsearch = self._create_elasticsearch(name)
         self.setup = self._create_setup_job(name)
@@ -124,9 +131,6 @@ class Elk(pulumi.ComponentResource):
                 "gelfAddress": self.gelf_address,
             }
         )
-
-    def _image(self, name: str, role: str, reference: str) -> docker.RemoteImage:
-        return docker.RemoteImage(f"{name}-{role}-image", name=reference, keep_locally=True, opts=self._child)
 
     def _runtime(self, role: str, memory_mb: int, cpus: float, test: str, start_period: str) -> dict[str, Any]:
         runtime = Runtime(
@@ -146,7 +150,7 @@ class Elk(pulumi.ComponentResource):
 
     def _create_elasticsearch(self, name: str) -> docker.Container:
         args, cfg = self._args, self._args.config
-        image = self._image(name, "elasticsearch", args.images.elasticsearch)
+        image = pulled_image(self, f"{name}-elasticsearch", args.images.elasticsearch)
         heap = cfg.elasticsearch_heap_mb
         return docker.Container(
             f"{name}-elasticsearch",
@@ -159,7 +163,7 @@ class Elk(pulumi.ComponentResource):
                 config_file(ES_CONFIG_FILE, render.render_elasticsearch_yml(f"{args.prefix}-logs")),
                 secret_file(contract.ELASTIC_PASSWORD_FILE, args.elastic_password),
             ],
-            volumes=[docker.ContainerVolumeArgs(volume_name=self.data_volume.name, container_path=ES_DATA_DIR)],
+            volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=ES_DATA_DIR)],
             networks_advanced=[self._logging_network(contract.Alias.ELASTICSEARCH)],
             **self._runtime(
                 "elasticsearch",
@@ -222,7 +226,7 @@ class Elk(pulumi.ComponentResource):
 
     def _create_logstash(self, name: str) -> docker.Container:
         args, cfg = self._args, self._args.config
-        image = self._image(name, "logstash", args.images.logstash)
+        image = pulled_image(self, f"{name}-logstash", args.images.logstash)
         heap = int(cfg.logstash_memory_mb * HEAP_SHARE)
         return docker.Container(
             f"{name}-logstash",
@@ -247,7 +251,7 @@ class Elk(pulumi.ComponentResource):
 
     def _create_kibana(self, name: str) -> docker.Container:
         args, cfg = self._args, self._args.config
-        image = self._image(name, "kibana", args.images.kibana)
+        image = pulled_image(self, f"{name}-kibana", args.images.kibana)
         public_url = f"http://127.0.0.1:{cfg.kibana_port}"
         kibana_yml = args.kibana_system_password.apply(lambda password: render.render_kibana_yml(password, public_url))
         return docker.Container(

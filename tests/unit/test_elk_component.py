@@ -42,10 +42,11 @@ def evaluate(**logging: Any) -> tuple[Program, dict[str, dict[str, Any]]]:
     options: dict[str, dict[str, Any]] = {}
 
     def record(args: pulumi.ResourceTransformationArgs) -> None:
-        depends_on = args.opts.depends_on or []
+        # The component passes depends_on as a list of resources.
+        depends_on = args.opts.depends_on if isinstance(args.opts.depends_on, list) else []
         options[args.name] = {
             "retain_on_delete": bool(args.opts.retain_on_delete),
-            "depends_on": [getattr(r, "_name", None) for r in depends_on],  # type: ignore[union-attr]
+            "depends_on": [getattr(r, "_name", None) for r in depends_on],
         }
 
     def build() -> None:
