@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -20,7 +21,7 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 
 from components.common import RESTART_POLICY, SECRET_FILE_MODE
-from components.config import ImagesConfig, LoggingConfig
+from components.config import ImagesConfig, LoggingConfig, StackConfig
 from components.elk import Elk, ElkArgs, render
 from components.elk.component import ES_DATA_DIR, KIBANA_CONFIG_FILE, LOGSTASH_PIPELINE_FILE
 from microstack_common import contract
@@ -319,3 +320,49 @@ def test_the_setup_job_installs_the_policy_for_the_configured_retention(elk: Pro
 
 def test_component_registers_under_the_logging_module(elk: Program) -> None:
     assert elk.named("logging").type == "microstack:logging:Elk"
+
+
+# --- docs/logging.md states what the config model does --------------------------------
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "logging.md"
+
+
+def _table_rows(section: str) -> list[list[str]]:
+    """The rows of the first Markdown table after the heading `section`, cells stripped of markup."""
+    text = DOCS.read_text().split(f"## {section}\n", 1)[1]
+    rows = []
+    for line in text.splitlines():
+        if not line.startswith("|"):
+            if rows:
+                break
+            continue
+        if not set(line) <= {"|", "-", " "}:
+            rows.append([cell.strip().strip("`*") for cell in line.strip("|").split("|")])
+    return rows[1:]
+
+
+def test_docs_settings_table_gives_the_models_defaults() -> None:
+    defaults = LoggingConfig()
+    documented = {row[0]: row[1] for row in _table_rows("Settings")}
+    fields = {info.alias or name: getattr(defaults, name) for name, info in LoggingConfig.model_fields.items()}
+    for key, default in documented.items():
+        assert key in fields, f"docs list {key}, which is not a logging setting"
+        assert default == json.dumps(fields[key]), key
+
+
+def test_docs_memory_table_adds_up_to_the_default_limits() -> None:
+    config = StackConfig()
+    expected = {
+        "API replicas": config.api.memory_mb * config.api.replicas,
+        "auth": config.auth.memory_mb * config.auth.replicas,
+        "proxy": config.proxy.memory_mb,
+        "PostgreSQL": config.postgres.memory_mb,
+        "Redis": config.redis.memory_mb,
+        "Elasticsearch": config.logging.elasticsearch_memory_mb,
+        "Logstash": config.logging.logstash_memory_mb,
+        "Kibana": config.logging.kibana_memory_mb,
+    }
+    rows = {row[0]: int(row[2]) for row in _table_rows("Memory the stack needs with logging on")}
+    total = rows.pop("total")
+    assert rows == expected
+    assert total == sum(expected.values())
