@@ -53,7 +53,7 @@ def _load(path: Path) -> dict[Any, Any]:
 
 def _triggers(workflow: dict[Any, Any]) -> dict[str, Any]:
     # YAML 1.1 reads the bare key `on` as the boolean True.
-    triggers: dict[str, Any] = workflow.get("on", workflow.get(True))
+    triggers: dict[str, Any] = workflow["on"] if "on" in workflow else workflow[True]
     return triggers
 
 
