@@ -211,6 +211,7 @@ class Elk(pulumi.ComponentResource):
             memory_swap=SETUP_MEMORY_MB,
             cpus=f"{SETUP_CPUS:g}",
             restart="no",
+            stop_timeout=contract.STOP_TIMEOUT_SECONDS,
             must_run=False,
             wait=False,
             attach=True,

@@ -172,6 +172,8 @@ def test_the_setup_job_runs_once(elk: Program) -> None:
     assert labels_of(job)["microstack.role"] == "job"
     # Creation waits for the script to finish (see the component's docstring).
     assert job.inputs["attach"] is True
+    # `docker stop` during a run lets curl finish its request.
+    assert job.inputs["stopTimeout"] > 0
 
 
 def test_long_running_containers_are_not_labelled_as_jobs(elk: Program) -> None:
