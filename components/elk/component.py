@@ -236,8 +236,8 @@ class Elk(pulumi.ComponentResource):
             user=ELASTIC_IMAGE_USER,
             envs=[f"LS_JAVA_OPTS=-Xms{heap}m -Xmx{heap}m"],
             uploads=[secret_file(LOGSTASH_PIPELINE_FILE, args.elastic_password.apply(render.render_logstash_pipeline))],
-            # The edge network first: Docker maps published ports through a
-            # container's first network that has a gateway.
+            # Docker maps the published port through the edge network; the
+            # internal logging network has no gateway to map it through.
             networks_advanced=[self._edge_network(), self._logging_network(contract.Alias.LOGSTASH)],
             ports=[
                 docker.ContainerPortArgs(
