@@ -248,3 +248,35 @@ def test_logstash_health_check_follows_its_api(status_server: _StatusServer) -> 
     assert run_check(command) != 0
     status_server.status = 200
     assert run_check(command) == 0
+
+
+# --- Static checks of the shell the containers run ---------------------------------
+
+
+def test_setup_script_passes_shellcheck(tmp_path: Path) -> None:
+    script = tmp_path / "setup.sh"
+    script.write_text(render.setup_script())
+    result = subprocess.run(
+        [require_binary("shellcheck"), "--shell=bash", str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize(
+    ("shell", "command"),
+    [
+        ("sh", render.elasticsearch_health_command("/run/secrets/elastic_password")),
+        ("sh", render.logstash_health_command()),
+        ("sh", render.kibana_health_command()),
+        ("bash", render.elasticsearch_command("/run/secrets/elastic_password")[2]),
+    ],
+    ids=["elasticsearch-health", "logstash-health", "kibana-health", "elasticsearch-start"],
+)
+def test_container_shell_commands_pass_shellcheck(tmp_path: Path, shell: str, command: str) -> None:
+    # Docker runs CMD-SHELL health checks with /bin/sh; the start command is bash -c.
+    script = tmp_path / "command.sh"
+    script.write_text(f"#!/bin/{shell}\n{command}\n")
+    result = subprocess.run(
+        [require_binary("shellcheck"), f"--shell={shell}", str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout
