@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import pytest
+import yaml
 
 from tests.policy.builders import (
     JOB_LABELS,
@@ -15,7 +16,7 @@ from tests.policy.builders import (
     password,
     remote_image,
 )
-from tests.policy.pack import Finding, PackReport
+from tests.policy.pack import POLICY_DIR, VENV, Finding, PackReport
 
 Check = Callable[[Sequence[PolicyInput]], list[Finding]]
 Serve = Callable[[Sequence[PolicyInput]], PackReport]
@@ -202,6 +203,12 @@ def test_file_paths_and_harmless_names_comply(check_policies: Check, entry: str)
 
 
 # --- the pack as the CLI runs it ---
+
+
+def test_tests_use_the_virtualenv_the_cli_uses() -> None:
+    settings = yaml.safe_load((POLICY_DIR / "PulumiPolicy.yaml").read_text())
+    assert settings["runtime"]["name"] == "python"
+    assert POLICY_DIR / settings["runtime"]["options"]["virtualenv"] == VENV
 
 
 def test_served_pack_offers_every_policy_as_mandatory(serve_pack: Serve) -> None:
