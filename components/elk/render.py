@@ -31,6 +31,9 @@ INDEX_TEMPLATE_NAME = INDEX_PREFIX
 # Tag Logstash puts on a line that is not JSON (PostgreSQL, Redis, a crash trace).
 PARSE_FAILURE_TAG = "_jsonparsefailure"
 
+# The Elasticsearch image's own start script; `eswrapper` asks it to start the node.
+ES_ENTRYPOINT = "/usr/local/bin/docker-entrypoint.sh"
+
 # Logstash's monitoring API, inside its container only (the health check).
 LOGSTASH_API_PORT = 9600
 
@@ -230,7 +233,7 @@ def setup_environment(
     }
 
 
-def elasticsearch_command(password_file: str) -> list[str]:
+def elasticsearch_command(password_file: str, entrypoint: str = ES_ENTRYPOINT) -> list[str]:
     """The Elasticsearch container's command: the image's own start, with the password from a file.
 
     The image reads ELASTIC_PASSWORD_FILE only when the file's mode is exactly
@@ -245,8 +248,7 @@ def elasticsearch_command(password_file: str) -> list[str]:
     return [
         "/bin/bash",
         "-c",
-        f'ELASTIC_PASSWORD="$(cat {password_file})" && export ELASTIC_PASSWORD '
-        "&& exec /usr/local/bin/docker-entrypoint.sh eswrapper",
+        f'ELASTIC_PASSWORD="$(cat {password_file})" && export ELASTIC_PASSWORD && exec {entrypoint} eswrapper',
     ]
 
 

@@ -280,3 +280,28 @@ def test_container_shell_commands_pass_shellcheck(tmp_path: Path, shell: str, co
         [require_binary("shellcheck"), f"--shell={shell}", str(script)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout
+
+
+def test_elasticsearch_start_command_hands_the_file_password_to_the_image_entrypoint(tmp_path: Path) -> None:
+    password_file = tmp_path / "elastic_password"
+    password_file.write_text("pass word$1")
+    entrypoint = tmp_path / "docker-entrypoint.sh"
+    report = tmp_path / "report"
+    # The stand-in entrypoint records what the real one would receive.
+    entrypoint.write_text(f'#!/bin/bash\nprintf "%s\\n" "$ELASTIC_PASSWORD" "$*" > {report}\n')
+    entrypoint.chmod(0o755)
+    command = render.elasticsearch_command(str(password_file), entrypoint=str(entrypoint))
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert report.read_text().splitlines() == ["pass word$1", "eswrapper"]
+
+
+def test_elasticsearch_start_command_fails_without_its_password_file(tmp_path: Path) -> None:
+    entrypoint = tmp_path / "docker-entrypoint.sh"
+    started = tmp_path / "started"
+    entrypoint.write_text(f"#!/bin/bash\ntouch {started}\n")
+    entrypoint.chmod(0o755)
+    command = render.elasticsearch_command(str(tmp_path / "missing"), entrypoint=str(entrypoint))
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode != 0
+    assert not started.exists()
