@@ -32,8 +32,9 @@ SETUP_SCRIPT_FILE = f"{SETUP_DIR}/setup.sh"
 SETUP_POLICY_FILE = f"{SETUP_DIR}/ilm-policy.json"
 SETUP_TEMPLATE_FILE = f"{SETUP_DIR}/index-template.json"
 
-# The Elastic images run as uid 1000 in group 0; said explicitly so that the
-# uploaded files' readability does not depend on an image default.
+# The Elastic images' own user (uid 1000, group 0), said explicitly: Elasticsearch
+# refuses to run as root, and its data volume's files belong to uid 1000, so a
+# rebuilt image with another USER must not change who runs it.
 ELASTIC_IMAGE_USER = "1000:0"
 
 # CPU limits (cores). Elasticsearch indexes and Logstash parses every line; the
@@ -115,13 +116,12 @@ class Elk(pulumi.ComponentResource):
         self.volume = data_volume(
             self, f"{name}-elasticsearch", f"{args.prefix}-elasticsearch-data", cfg.retain_on_delete
         )
+        self.kibana_url = f"http://127.0.0.1:{cfg.kibana_port}"
+        self.gelf_address = f"udp://127.0.0.1:{cfg.gelf_port}"
         self.elasticsearch = self._create_elasticsearch(name)
         self.setup = self._create_setup_job(name)
         self.logstash = self._create_logstash(name)
         self.kibana = self._create_kibana(name)
-
-        self.kibana_url = f"http://127.0.0.1:{cfg.kibana_port}"
-        self.gelf_address = f"udp://127.0.0.1:{cfg.gelf_port}"
         self.register_outputs(
             {
                 "elasticsearch": self.elasticsearch.name,
@@ -253,7 +253,7 @@ class Elk(pulumi.ComponentResource):
     def _create_kibana(self, name: str) -> docker.Container:
         args, cfg = self._args, self._args.config
         image = pulled_image(self, f"{name}-kibana", args.images.kibana)
-        public_url = f"http://127.0.0.1:{cfg.kibana_port}"
+        public_url = self.kibana_url
         kibana_yml = args.kibana_system_password.apply(lambda password: render.render_kibana_yml(password, public_url))
         return docker.Container(
             f"{name}-kibana",
