@@ -134,6 +134,7 @@ def image_pin_problem(reference: str) -> str | None:
 
 
 def _validate_memory_limit(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """Without a limit one leaking container can push the whole host into the OOM killer."""
     if args.resource_type != CONTAINER:
         return
     memory = lookup(args.props, "memory")
@@ -152,6 +153,7 @@ def _validate_memory_limit(args: ResourceValidationArgs, report_violation: Repor
 
 
 def _validate_healthcheck(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """Rolling updates wait for `healthy`; without a check Docker calls a container healthy at once."""
     if args.resource_type != CONTAINER or is_job(args.props):
         return
     healthcheck = lookup(args.props, "healthcheck")
@@ -170,6 +172,7 @@ def _validate_healthcheck(args: ResourceValidationArgs, report_violation: Report
 
 
 def _validate_restart_policy(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """A crashed or rebooted service must come back without an operator."""
     if args.resource_type != CONTAINER or is_job(args.props):
         return
     restart = lookup(args.props, "restart")
@@ -185,6 +188,7 @@ def _validate_restart_policy(args: ResourceValidationArgs, report_violation: Rep
 
 
 def _validate_image_pinned(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """A moving tag deploys whatever was pushed last, and two hosts may run different code."""
     key = {REMOTE_IMAGE: "name", CONTAINER: "image"}.get(args.resource_type)
     if key is None:
         return
@@ -209,6 +213,7 @@ def _internal_network_names(resources: Sequence[PolicyResource]) -> set[str]:
 
 
 def _validate_backend_isolation(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    """A stack rule: a container cannot tell on its own whether a network it joins is internal."""
     internal_networks = _internal_network_names(args.resources)
     for resource in args.resources:
         if resource.resource_type != CONTAINER:
@@ -255,6 +260,7 @@ def secret_like_name(name: str) -> bool:
 
 
 def _validate_no_secrets_in_env(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    """A stack rule: only the stack shows the generated passwords next to the containers' env."""
     secrets = _generated_secrets(args.resources)
     for resource in args.resources:
         if resource.resource_type != CONTAINER:
