@@ -10,10 +10,11 @@ with the image cache warm.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,9 +98,28 @@ class Stack:
         return self.realizer.specs[resource.name].name
 
 
-def stack_config(images: BuiltImages, kind: str, http_port: int, **overrides: Any) -> dict[str, Any]:
+def free_subnet(client: docker.DockerClient, taken: Iterable[str] = ()) -> str:
+    """A /24 no network of the engine (or `taken_extra`) uses, from a range Docker's pools avoid.
+
+    The program derives a frontend subnet from the stack name; the test picks
+    one instead, so that stacks realized side by side cannot collide.
+    """
+    used = [ipaddress.ip_network(subnet) for subnet in taken]
+    for network in client.api.networks():
+        for pool in (network.get("IPAM") or {}).get("Config") or []:
+            if pool.get("Subnet"):
+                used.append(ipaddress.ip_network(pool["Subnet"]))
+    for third in range(200, 255):
+        candidate = ipaddress.ip_network(f"172.31.{third}.0/24")
+        if not any(candidate.overlaps(u) for u in used if u.version == 4):
+            return str(candidate)
+    raise RuntimeError("no free /24 in 172.31.200.0-172.31.254.0 for a test stack's frontend network")
+
+
+def stack_config(images: BuiltImages, kind: str, http_port: int, subnet: str, **overrides: Any) -> dict[str, Any]:
     """The test stack's `microstack:` config: local images, logging off, the proxy on loopback."""
     config: dict[str, Any] = {
+        "network": {"frontendSubnet": subnet},
         "proxy": {"kind": kind, "bindAddress": "127.0.0.1", "httpPort": http_port},
         "images": {
             "postgres": images.postgres,
@@ -151,12 +171,12 @@ def realize_stack(
 
 
 def wait_for_proxy(base_url: str) -> None:
-    """The proxy answers its own health path once it has loaded its config and found upstreams."""
+    """Ready when the API answers through the proxy (HAProxy resolves its servers after start)."""
     deadline = time.monotonic() + PROXY_READY_SECONDS
     last: object = None
     while time.monotonic() < deadline:
         try:
-            response = httpx.get(f"{base_url}{contract.API_PREFIX}{contract.HEALTH_PATH}", timeout=2)
+            response = httpx.get(f"{base_url}{contract.API_PREFIX}/items", timeout=2)
             if response.status_code == 200:
                 return
             last = response.status_code
@@ -166,3 +186,30 @@ def wait_for_proxy(base_url: str) -> None:
     raise AssertionError(
         f"the proxy at {base_url} did not serve the API's health within {PROXY_READY_SECONDS}s: {last}"
     )
+
+
+_SUBNETS_IN_USE: set[str] = set()
+
+
+def _stack(client: docker.DockerClient, images: BuiltImages, kind: str) -> Iterator[Stack]:
+    subnet = free_subnet(client, _SUBNETS_IN_USE)
+    _SUBNETS_IN_USE.add(subnet)
+    config = stack_config(images, kind, free_port(), subnet)
+    yield from realize_stack(client, config, stack_name=f"systest-{kind}")
+
+
+@pytest.fixture(scope="session")
+def nginx_stack(docker_client: docker.DockerClient, test_images: BuiltImages) -> Iterator[Stack]:
+    yield from _stack(docker_client, test_images, "nginx")
+
+
+@pytest.fixture(scope="session")
+def haproxy_stack(docker_client: docker.DockerClient, test_images: BuiltImages) -> Iterator[Stack]:
+    yield from _stack(docker_client, test_images, "haproxy")
+
+
+@pytest.fixture(params=["nginx", "haproxy"])
+def stack(request: pytest.FixtureRequest) -> Stack:
+    """The same test against a stack behind each proxy kind."""
+    found: Stack = request.getfixturevalue(f"{request.param}_stack")
+    return found

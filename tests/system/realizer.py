@@ -23,7 +23,7 @@ import tarfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +107,15 @@ class _Fields:
                     raise UnhandledField(reader.resource, reader.prefix + key)
 
 
+@dataclass(frozen=True)
+class NetworkAttachment:
+    """One `networksAdvanced` entry."""
+
+    network: str
+    aliases: list[str]
+    ipv4_address: str | None = None
+
+
 @dataclass
 class ContainerSpec:
     """Everything needed to (re)create one declared container."""
@@ -116,7 +125,7 @@ class ContainerSpec:
     image: str
     create: dict[str, Any]
     host_config: dict[str, Any]
-    networks: list[tuple[str, list[str]]]
+    networks: list[NetworkAttachment]
     uploads: list[tuple[str, bytes, int]]
     wait_healthy: bool
     wait_seconds: float
@@ -126,7 +135,7 @@ class ContainerSpec:
 
     @property
     def aliases(self) -> set[str]:
-        return {alias for _, aliases in self.networks for alias in aliases}
+        return {alias for attachment in self.networks for alias in attachment.aliases}
 
 
 @dataclass
@@ -236,9 +245,11 @@ class Realizer:
     def _image(self, resource: Resource) -> None:
         fields = _Fields(resource, resource.inputs)
         image_name = fields.get("imageName")
-        # Pushing is the provider's business after a build; the engine only needs the local image.
+        # Pushing is the provider's business after a build, and buildOnPreview
+        # matters only to `pulumi preview`; the realizer plays `up` on one engine.
         fields.get("skipPush")
         fields.get("registry")
+        fields.get("buildOnPreview")
         (build,) = fields.nested("build") or [None]
         if build is None:
             raise RealizeError(f"{resource.name}: an Image without `build` cannot be created here")
@@ -275,9 +286,23 @@ class Realizer:
     def _network(self, resource: Resource) -> None:
         fields = _Fields(resource, resource.inputs)
         name = fields.get("name", resource.name)
+        pools = []
+        for ipam in fields.nested("ipamConfigs"):
+            pools.append(
+                docker.types.IPAMPool(
+                    subnet=ipam.get("subnet"),
+                    gateway=ipam.get("gateway"),
+                    iprange=ipam.get("ipRange"),
+                    aux_addresses=ipam.get("auxAddress"),
+                )
+            )
+            ipam.check()
         network = self.api.create_network(
             name,
             driver=fields.get("driver", "bridge"),
+            ipam=docker.types.IPAMConfig(driver=fields.get("ipamDriver", "default"), pool_configs=pools)
+            if pools
+            else None,
             internal=bool(fields.get("internal", False)),
             attachable=fields.get("attachable"),
             options=fields.get("options"),
@@ -311,9 +336,9 @@ class Realizer:
             raise RealizeError(f"{resource.name}: image {image_ref!r} is not the output of a declared image")
         name = f.get("name", resource.name)
 
-        networks: list[tuple[str, list[str]]] = []
+        networks: list[NetworkAttachment] = []
         for net in f.nested("networksAdvanced"):
-            networks.append((net.get("name"), list(net.get("aliases", []))))
+            networks.append(NetworkAttachment(net.get("name"), list(net.get("aliases", [])), net.get("ipv4Address")))
             readers.append(net)
 
         ports: list[tuple[int, str]] = []
@@ -512,27 +537,51 @@ class Realizer:
 
     # --- one container ---------------------------------------------------------
 
-    def run_container(self, resource_name: str, *, name: str | None = None) -> str:
-        """Create, configure and start the declared container, then wait as the provider would.
+    def run_copy(self, resource_name: str, *, name: str, aliases: list[str], env: Mapping[str, str]) -> str:
+        """Start another container like a declared one, as a user scaling by hand would.
 
-        `name` overrides the container name, for tests that add a container
-        just like a declared one (an extra API replica).
+        It joins the same networks under `aliases` only (not the original's
+        own instance alias) and without its fixed addresses; `env` overrides
+        environment variables (its instance name).
         """
         spec = self.specs[resource_name]
-        container_name = name or spec.name
-        first_network, first_aliases = spec.networks[0]
+        environment = [e for e in spec.create["environment"] if e.split("=", 1)[0] not in env]
+        copy = replace(
+            spec,
+            name=name,
+            create={**spec.create, "environment": environment + [f"{k}={v}" for k, v in env.items()]},
+            networks=[NetworkAttachment(n.network, list(aliases)) for n in spec.networks],
+        )
+        return self._run(copy)
+
+    def run_container(self, resource_name: str) -> str:
+        """Create, configure and start the declared container, then wait as the provider would."""
+        return self._run(self.specs[resource_name])
+
+    def _run(self, spec: ContainerSpec) -> str:
+        container_name = spec.name
+        first, *others = spec.networks
         created = self.api.create_container(
             spec.image,
             name=container_name,
             host_config=self.api.create_host_config(**{k: v for k, v in spec.host_config.items() if v is not None}),
             networking_config=self.api.create_networking_config(
-                {first_network: self.api.create_endpoint_config(aliases=first_aliases or None)}
+                {
+                    first.network: self.api.create_endpoint_config(
+                        aliases=first.aliases or None, ipv4_address=first.ipv4_address
+                    )
+                }
             ),
             **{k: v for k, v in spec.create.items() if v is not None},
         )
         container_id: str = created["Id"]
-        for network, aliases in spec.networks[1:]:
-            self.api.connect_container_to_network(container_id, network, aliases=aliases or None)
+        for attachment in others:
+            self.api.connect_container_to_network(
+                container_id,
+                attachment.network,
+                aliases=attachment.aliases or None,
+                ipv4_address=attachment.ipv4_address,
+            )
         if spec.uploads:
             self.api.put_archive(container_id, "/", _upload_archive(spec.uploads))
         if spec.start:
