@@ -10,8 +10,8 @@ so service resumes by itself when Redis is back.
 from __future__ import annotations
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from microstack_common.settings import Settings
 

@@ -88,7 +88,7 @@ class RequestContextMiddleware:
     def _request_id(self, scope: Scope) -> str:
         for key, value in scope["headers"]:
             if key == _REQUEST_ID_KEY:
-                candidate = value.decode("latin-1")
+                candidate: str = value.decode("latin-1")
                 if _VALID_REQUEST_ID.fullmatch(candidate):
                     return candidate
                 break
