@@ -8,6 +8,7 @@ dependency order and everything is removed afterwards.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import socket
 import uuid
@@ -19,7 +20,6 @@ import docker
 import pytest
 
 from tests.support.program import CONTAINER, NETWORK, REMOTE_IMAGE, VOLUME, Program, Resource
-from tests.system.conftest import free_port
 from tests.system.images import BuiltImages
 from tests.system.realizer import (
     SESSION_LABEL,
@@ -28,6 +28,7 @@ from tests.system.realizer import (
     UnhandledField,
     go_duration_ns,
 )
+from tests.system.stack import free_port, free_subnet
 
 PASSWORD = "unitpassword0123456789"
 
@@ -87,7 +88,7 @@ def test_malformed_durations_are_rejected(text: str) -> None:
         ({"fooBar": 1}, "fooBar"),
         ({"healthcheck": {"tests": ["CMD", "true"], "startInterval": "1s"}}, "healthcheck.startInterval"),
         ({"uploads": [{"file": "/x", "content": "y", "source": "/etc/passwd"}]}, "uploads[0].source"),
-        ({"networksAdvanced": [{"name": "n", "ipv4Address": "10.0.0.9"}]}, "networksAdvanced[0].ipv4Address"),
+        ({"networksAdvanced": [{"name": "n", "ipv6Address": "fd00::9"}]}, "networksAdvanced[0].ipv6Address"),
     ],
 )
 def test_a_field_the_realizer_does_not_apply_fails_loudly(
@@ -126,11 +127,13 @@ def test_containers_naming_each_others_aliases_are_a_cycle(
 
 
 @pytest.fixture(scope="module")
-def realized_pair(docker_client: docker.DockerClient, test_images: BuiltImages) -> Iterator[tuple[Realizer, int]]:
+def realized_pair(docker_client: docker.DockerClient, test_images: BuiltImages) -> Iterator[tuple[Realizer, int, str]]:
     """A Redis with every commonly used field set, and a client that reaches it by alias."""
     session = f"unit-{uuid.uuid4().hex[:8]}"
     port = free_port()
     front, back = f"{session}-front", f"{session}-back"
+    subnet = ipaddress.ip_network(free_subnet(docker_client))
+    fixed_address = str(subnet.network_address + 10)
     conf = f"port 6379\nrequirepass {PASSWORD}\ndir /data\nappendonly yes\n"
     cache = _container(
         f"{session}-cache",
@@ -141,7 +144,7 @@ def realized_pair(docker_client: docker.DockerClient, test_images: BuiltImages) 
             {"file": "/run/secrets/redis_password", "content": PASSWORD, "permissions": "0400"},
         ],
         volumes=[{"volumeName": f"{session}-data", "containerPath": "/data"}],
-        networksAdvanced=[{"name": back, "aliases": ["unit-cache"]}, {"name": front}],
+        networksAdvanced=[{"name": back, "aliases": ["unit-cache"]}, {"name": front, "ipv4Address": fixed_address}],
         ports=[{"internal": 6379, "external": port, "ip": "127.0.0.1", "protocol": "tcp"}],
         memory=64.0,
         memorySwap=64.0,
@@ -174,7 +177,7 @@ def realized_pair(docker_client: docker.DockerClient, test_images: BuiltImages) 
     )
     resources = [
         _image(test_images),
-        Resource(NETWORK, "front", {"name": front, "driver": "bridge"}, {}),
+        Resource(NETWORK, "front", {"name": front, "driver": "bridge", "ipamConfigs": [{"subnet": str(subnet)}]}, {}),
         Resource(NETWORK, "back", {"name": back, "driver": "bridge", "internal": True}, {}),
         Resource(VOLUME, "data", {"name": f"{session}-data"}, {}),
         client,
@@ -183,16 +186,16 @@ def realized_pair(docker_client: docker.DockerClient, test_images: BuiltImages) 
     realizer = _realizer(docker_client, resources, session)
     try:
         realizer.realize()
-        yield realizer, port
+        yield realizer, port, fixed_address
     finally:
         realizer.destroy()
 
 
 @pytest.mark.slow
 def test_container_fields_reach_the_engine(
-    docker_client: docker.DockerClient, realized_pair: tuple[Realizer, int]
+    docker_client: docker.DockerClient, realized_pair: tuple[Realizer, int, str]
 ) -> None:
-    realizer, port = realized_pair
+    realizer, port, fixed_address = realized_pair
     details = docker_client.api.inspect_container(realizer.realized.containers[f"{realizer.session}-cache"])
     host, config = details["HostConfig"], details["Config"]
     assert host["Memory"] == 64 * 1024 * 1024
@@ -210,14 +213,14 @@ def test_container_fields_reach_the_engine(
     assert config["Labels"][SESSION_LABEL] == realizer.session
     assert details["State"]["Health"]["Status"] == "healthy"
     assert "unit-cache" in details["NetworkSettings"]["Networks"][f"{realizer.session}-back"]["Aliases"]
-    assert f"{realizer.session}-front" in details["NetworkSettings"]["Networks"]
+    assert details["NetworkSettings"]["Networks"][f"{realizer.session}-front"]["IPAddress"] == fixed_address
 
 
 @pytest.mark.slow
 def test_uploads_are_root_owned_with_the_declared_mode(
-    docker_client: docker.DockerClient, realized_pair: tuple[Realizer, int]
+    docker_client: docker.DockerClient, realized_pair: tuple[Realizer, int, str]
 ) -> None:
-    realizer, _ = realized_pair
+    realizer, *_ = realized_pair
     container = docker_client.containers.get(realizer.realized.containers[f"{realizer.session}-cache"])
     result = container.exec_run(
         ["stat", "-c", "%a %u", "/run/secrets/redis_password", "/usr/local/etc/redis/redis.conf"]
@@ -227,8 +230,8 @@ def test_uploads_are_root_owned_with_the_declared_mode(
 
 
 @pytest.mark.slow
-def test_uploaded_config_is_what_the_server_runs_with(realized_pair: tuple[Realizer, int]) -> None:
-    _, port = realized_pair
+def test_uploaded_config_is_what_the_server_runs_with(realized_pair: tuple[Realizer, int, str]) -> None:
+    _, port, _ = realized_pair
     with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
         connection.sendall(f"AUTH {PASSWORD}\r\nCONFIG GET appendonly\r\n".encode())
         reply = b""
@@ -241,9 +244,9 @@ def test_uploaded_config_is_what_the_server_runs_with(realized_pair: tuple[Reali
 
 @pytest.mark.slow
 def test_a_container_naming_an_alias_starts_after_it_and_reaches_it(
-    docker_client: docker.DockerClient, realized_pair: tuple[Realizer, int]
+    docker_client: docker.DockerClient, realized_pair: tuple[Realizer, int, str]
 ) -> None:
-    realizer, _ = realized_pair
+    realizer, *_ = realized_pair
     cache, client = f"{realizer.session}-cache", f"{realizer.session}-client"
     assert realizer.levels() == [[cache], [client]]
     container = docker_client.containers.get(realizer.realized.containers[client])

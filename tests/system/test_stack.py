@@ -30,7 +30,7 @@ import pytest
 from microstack_common import contract
 from tests.support.binaries import require_binary
 from tests.support.program import Resource
-from tests.system.conftest import Stack
+from tests.system.stack import Stack
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,159 @@
+"""Realizing a test stack: its config, the realized result, and how to reach it.
+
+Shared by the fixtures in conftest.py and by test modules that realize a
+stack of their own (logging on, with a GELF listener in Logstash's place).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+
+from microstack_common import contract
+from tests.support.program import ROOT, Program, Resource, run_program
+from tests.system.images import BuiltImages, build_context_image
+from tests.system.realizer import Realizer
+
+# Phase name -> seconds, printed in the terminal summary (conftest.py).
+TIMINGS: dict[str, float] = {}
+SESSION_STARTED = time.monotonic()
+
+PROXY_READY_SECONDS = 60
+
+# Subnets handed out in this session, in case a stack is configured before
+# the previous one's networks exist in the engine.
+_SUBNETS_HANDED_OUT: set[str] = set()
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port free on the host's loopback right now, for TCP (default) or UDP."""
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    """A realized stack and how to reach it."""
+
+    kind: str
+    program: Program
+    realizer: Realizer
+    base_url: str
+    config: dict[str, Any]
+
+    def containers_with_role(self, role: str) -> list[Resource]:
+        """Declared containers carrying the program's `microstack.role` label, by resource name."""
+        found = [
+            r
+            for r in self.program.containers
+            if r.name in self.realizer.specs
+            and {"label": "microstack.role", "value": role} in (r.inputs.get("labels") or [])
+        ]
+        return sorted(found, key=lambda r: r.name)
+
+    def container_id(self, resource: Resource) -> str:
+        return self.realizer.realized.containers[resource.name]
+
+    def container_name(self, resource: Resource) -> str:
+        return self.realizer.specs[resource.name].name
+
+
+def free_subnet(client: docker.DockerClient) -> str:
+    """A /24 no network of the engine (or `taken_extra`) uses, from a range Docker's pools avoid.
+
+    The program derives a frontend subnet from the stack name; the test picks
+    one instead, so that stacks realized side by side cannot collide.
+    """
+    used = [ipaddress.ip_network(subnet) for subnet in _SUBNETS_HANDED_OUT]
+    for network in client.api.networks():
+        for pool in (network.get("IPAM") or {}).get("Config") or []:
+            if pool.get("Subnet"):
+                used.append(ipaddress.ip_network(pool["Subnet"]))
+    for third in range(200, 255):
+        candidate = ipaddress.ip_network(f"172.31.{third}.0/24")
+        if not any(candidate.overlaps(u) for u in used if u.version == 4):
+            _SUBNETS_HANDED_OUT.add(str(candidate))
+            return str(candidate)
+    raise RuntimeError("no free /24 in 172.31.200.0-172.31.254.0 for a test stack's frontend network")
+
+
+def stack_config(images: BuiltImages, kind: str, http_port: int, subnet: str, **overrides: Any) -> dict[str, Any]:
+    """The test stack's `microstack:` config: local images, logging off, the proxy on loopback."""
+    config: dict[str, Any] = {
+        "network": {"frontendSubnet": subnet},
+        "proxy": {"kind": kind, "bindAddress": "127.0.0.1", "httpPort": http_port},
+        "images": {
+            "postgres": images.postgres,
+            "redis": images.redis,
+            "nginx": images.nginx,
+            "haproxy": images.haproxy,
+            "serviceBaseImage": images.python,
+        },
+        "logging": {"enabled": False},
+    }
+    for key, value in overrides.items():
+        config[key] = {**config.get(key, {}), **value}
+    return config
+
+
+def realize_stack(
+    client: docker.DockerClient,
+    config: Mapping[str, Any],
+    *,
+    stack_name: str,
+    skip: Callable[[Resource], bool] = lambda _resource: False,
+) -> Iterator[Stack]:
+    """Run the program under mocks with `config`, realize it, yield it, remove it."""
+    started = time.monotonic()
+    program = run_program(dict(config), stack=stack_name)
+
+    def build(resource: Resource, context: Path, dockerfile: str, args: Mapping[str, str]) -> str:
+        return build_context_image(client, resource.name, context, dockerfile=dockerfile, buildargs=args)
+
+    realizer = Realizer(
+        client,
+        program,
+        session=f"{stack_name}-{uuid.uuid4().hex[:8]}",
+        project_root=ROOT,
+        build_image=build,
+        skip=skip,
+    )
+    try:
+        realizer.realize()
+        proxy = config["proxy"]
+        base_url = f"http://{proxy['bindAddress']}:{proxy['httpPort']}"
+        wait_for_proxy(base_url)
+        TIMINGS[f"realize {stack_name}"] = time.monotonic() - started
+        yield Stack(
+            kind=config["proxy"]["kind"], program=program, realizer=realizer, base_url=base_url, config=dict(config)
+        )
+    finally:
+        realizer.destroy()
+
+
+def wait_for_proxy(base_url: str) -> None:
+    """Ready when the API answers through the proxy (HAProxy resolves its servers after start)."""
+    deadline = time.monotonic() + PROXY_READY_SECONDS
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(f"{base_url}{contract.API_PREFIX}/items", timeout=2)
+            if response.status_code == 200:
+                return
+            last = response.status_code
+        except httpx.HTTPError as error:
+            last = error
+        time.sleep(0.5)
+    raise AssertionError(
+        f"the proxy at {base_url} did not serve the API's health within {PROXY_READY_SECONDS}s: {last}"
+    )

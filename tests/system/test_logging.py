@@ -1,0 +1,98 @@
+"""With logging on, the containers' log lines reach Logstash's GELF port intact.
+
+ELK itself is not run here (its images cannot be built from Debian
+packages); a GELF listener of the test's own takes Logstash's place on the
+host's loopback, where the program points every container's gelf driver.
+The ELK containers the program declares are left out of the realized stack.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import docker
+import httpx
+import pytest
+
+from components.config import ImagesConfig
+from microstack_common import contract
+from tests.support.program import Resource
+from tests.system.gelf import GelfListener
+from tests.system.images import BuiltImages
+from tests.system.stack import Stack, free_port, free_subnet, realize_stack, stack_config
+
+pytestmark = pytest.mark.slow
+
+ARRIVAL_SECONDS = 30
+ELK_IMAGE_KEYS = ("elasticsearch", "logstash", "kibana")
+
+
+@pytest.fixture(scope="module")
+def gelf() -> Iterator[GelfListener]:
+    with GelfListener(free_port(socket.SOCK_DGRAM)) as listener:
+        yield listener
+
+
+@pytest.fixture(scope="module")
+def logging_stack(docker_client: docker.DockerClient, test_images: BuiltImages, gelf: GelfListener) -> Iterator[Stack]:
+    config = stack_config(
+        test_images,
+        "nginx",
+        free_port(),
+        free_subnet(docker_client),
+        logging={"enabled": True, "gelfPort": gelf.port},
+    )
+    # The defaults name the Elastic images; whatever the program runs from
+    # them is ELK, which the listener replaces.
+    elk_images = {getattr(ImagesConfig(), key) for key in ELK_IMAGE_KEYS}
+
+    def is_elk(resource: Resource) -> bool:
+        reference = str(resource.inputs.get("image") or resource.inputs.get("name") or "")
+        return reference.split("@")[0] in elk_images
+
+    yield from realize_stack(docker_client, config, stack_name="systest-gelf", skip=is_elk)
+
+
+def _wait_for(gelf: GelfListener, predicate: Any, what: str) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + ARRIVAL_SECONDS
+    while time.monotonic() < deadline:
+        found = gelf.matching(predicate)
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"no GELF message {what} within {ARRIVAL_SECONDS}s; errors: {gelf.errors[:3]}")
+
+
+def _json_line(message: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        parsed = json.loads(message.get("short_message", ""))
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+@pytest.mark.parametrize("path", [f"{contract.API_PREFIX}/items", f"{contract.AUTH_PREFIX}/verify"])
+def test_service_log_lines_arrive_as_gelf_with_the_json_intact(
+    logging_stack: Stack, gelf: GelfListener, docker_client: docker.DockerClient, path: str
+) -> None:
+    request_id = f"gelf-{uuid.uuid4().hex}"
+    httpx.get(f"{logging_stack.base_url}{path}", headers={contract.REQUEST_ID_HEADER: request_id}, timeout=10)
+    role = "api" if path.startswith(contract.API_PREFIX) else "auth"
+    names = {logging_stack.container_name(r) for r in logging_stack.containers_with_role(role)}
+
+    def from_service(message: dict[str, Any]) -> bool:
+        line = _json_line(message)
+        return message.get("_container_name") in names and line is not None and request_id in line.values()
+
+    (message, *_) = _wait_for(gelf, from_service, f"from {role} with request id {request_id}")
+    assert message["version"] == "1.1"
+    # Docker keeps a local copy of each line alongside the gelf driver
+    # (dual logging); the GELF message must carry the same line, unaltered.
+    container = docker_client.containers.get(message["_container_id"])
+    printed = [line for line in container.logs().decode().splitlines() if request_id in line]
+    assert message["short_message"] in printed
