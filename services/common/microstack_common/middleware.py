@@ -28,6 +28,7 @@ access_logger = logging.getLogger("microstack.access")
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode()
 _INSTANCE_KEY = INSTANCE_HEADER.lower().encode()
+_DISCARD_FACTOR = 8
 
 
 class BodyTooLargeError(HTTPException):
@@ -70,7 +71,8 @@ class RequestContextMiddleware:
         try:
             declared = self._content_length(scope)
             if declared is not None and declared > self.max_body_bytes:
-                await self._reply(send_with_headers, 413, BodyTooLargeError(self.max_body_bytes))
+                drained = await self._discard_body(receive, declared)
+                await self._reply(send_with_headers, BodyTooLargeError(self.max_body_bytes), close=not drained)
                 return
             await self.app(scope, self._limited(receive), send_with_headers)
         finally:
@@ -104,6 +106,24 @@ class RequestContextMiddleware:
                     return None
         return None
 
+    async def _discard_body(self, receive: Receive, declared: int) -> bool:
+        """Read and drop a refused body of moderate size before answering.
+
+        Most clients (urllib, requests) send the whole body before reading the
+        answer; closing on them mid-upload makes them see a broken pipe instead
+        of the 413. Bodies beyond `_DISCARD_FACTOR` times the limit are not
+        worth reading: those clients get the 413 and the connection is closed.
+        Returns whether the whole body was read.
+        """
+        if declared > self.max_body_bytes * _DISCARD_FACTOR:
+            return False
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return False
+            if not message.get("more_body", False):
+                return True
+
     def _limited(self, receive: Receive) -> Receive:
         received = 0
 
@@ -119,17 +139,13 @@ class RequestContextMiddleware:
         return limited_receive
 
     @staticmethod
-    async def _reply(send: Send, status: int, error: HTTPException) -> None:
+    async def _reply(send: Send, error: HTTPException, *, close: bool) -> None:
         body = json.dumps({"detail": error.detail}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        if close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 
 from microstack_common import contract
 from tests.support.service_stack import ServiceStack, bearer
@@ -152,6 +153,17 @@ def test_body_over_the_limit_is_413_by_length_and_when_chunked(stack: ServiceSta
         "POST", "/api/items", body=oversized, headers={**bearer(token), "Content-Type": "application/json"}
     )
     assert declared.status == 413
+
+    # A huge declared length is refused from the headers alone, without
+    # waiting for (or reading) the body.
+    with socket.create_connection(("127.0.0.1", stack.api.port), timeout=10) as raw:
+        raw.sendall(
+            b"POST /api/items HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000000000\r\n\r\n"
+        )
+        answer = raw.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert b"connection: close" in answer.lower()
 
     connection = http.client.HTTPConnection("127.0.0.1", stack.api.port, timeout=10)
     try:
