@@ -131,7 +131,7 @@ def report(name: str, latencies: list[float], errors: int, seconds: float) -> No
 
 def main(seconds: float, connections: int) -> None:
     with PostgresServer(durable=True) as postgres, RedisServer() as cache_server:
-        secrets = SecretFiles.create()
+        secrets = SecretFiles.create(postgres.workdir)
         env = service_env(postgres, cache_server, secrets, instance="bench-api", log_level="WARNING")
         token, _ = issue_token(secrets.jwt_signing_key, subject="1", username="bench", ttl_seconds=3600)
         with ServiceProcess("microstack_api", env) as api:
@@ -171,6 +171,7 @@ def main(seconds: float, connections: int) -> None:
             print(f"{'scenario':<14} {'requests':>9} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}")
             asyncio.run(scenarios())
             cache.close()
+        api.cleanup()
 
 
 if __name__ == "__main__":

@@ -114,4 +114,4 @@ def start_service(jwt_secrets: SecretFiles) -> Iterator[ServiceStarter]:
         if process.process is not None and process.process.poll() is None:
             process.process.terminate()
     for process in started:
-        process.stop()
+        process.cleanup()

@@ -561,6 +561,11 @@ class ServiceProcess:
                 self.process.wait()
         return self.process.returncode
 
+    def cleanup(self) -> None:
+        """Stop the process and delete its log (kept after `stop` for assertions)."""
+        self.stop()
+        shutil.rmtree(self.log_path.parent, ignore_errors=True)
+
     def log_records(self) -> list[dict[str, Any]]:
         """The JSON log lines written so far; a non-JSON line is kept as {"raw": line}."""
         records: list[dict[str, Any]] = []

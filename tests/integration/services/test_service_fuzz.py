@@ -64,7 +64,7 @@ def fuzz_target(
         yield FuzzTarget(stack, token)
     finally:
         for process in processes:
-            process.stop()
+            process.cleanup()
 
 
 def _fuzz(base_url: str, token: str) -> list[str]:
