@@ -212,3 +212,53 @@ async def _until_update_waits_on_lock(connection: asyncpg.Connection) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the API's UPDATE never started waiting on the row lock")
+
+
+def test_service_waits_for_postgres_at_start_and_starts_without_redis(
+    start_service: ServiceStarter, private_postgres: PostgresServer, private_redis: RedisServer
+) -> None:
+    # Containers start in any order: PostgreSQL may come up after the service,
+    # Redis may not be there at all.
+    private_postgres.stop()
+    private_redis.stop()
+    api = start_service("microstack_api", private_postgres, private_redis, wait_ready=False)
+    time.sleep(2.0)
+    assert api.process is not None and api.process.poll() is None, "the service keeps waiting for PostgreSQL"
+    assert any(record.get("message") == "postgres not reachable yet" for record in api.log_records())
+
+    private_postgres.start()
+    api.wait_healthy(timeout=15)
+    report = api.get(contract.HEALTH_PATH).json()
+    assert report["status"] == "degraded"
+    assert report["checks"]["redis"]["healthy"] is False
+    assert api.get("/api/items").status == 200
+
+
+def test_a_hung_redis_costs_bounded_time_not_availability(
+    start_service: ServiceStarter,
+    postgres_server: PostgresServer,
+    private_redis: RedisServer,
+    fresh_database: str,
+    jwt_secrets: SecretFiles,
+) -> None:
+    api = start_service("microstack_api", postgres_server, private_redis, database=fresh_database)
+    created = api.request("POST", "/api/items", json_body={"name": "x"}, headers=bearer(_token(jwt_secrets))).json()
+    assert private_redis.process is not None
+    # SIGSTOP: the port still accepts connections but nothing answers, the
+    # worst case for a client without timeouts.
+    private_redis.process.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        read = api.get(f"/api/items/{created['id']}")
+        read_seconds = time.monotonic() - started
+        started = time.monotonic()
+        health = api.get(contract.HEALTH_PATH)
+        health_seconds = time.monotonic() - started
+    finally:
+        private_redis.process.send_signal(signal.SIGCONT)
+    assert read.status == 200
+    assert read.json()["name"] == "x"
+    assert read_seconds < 1.5
+    assert health.status == 200
+    assert health.json()["status"] == "degraded"
+    assert health_seconds < 1.5
