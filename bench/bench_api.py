@@ -132,7 +132,7 @@ def report(name: str, latencies: list[float], errors: int, seconds: float) -> No
 def main(seconds: float, connections: int) -> None:
     with PostgresServer(durable=True) as postgres, RedisServer() as cache_server:
         secrets = SecretFiles.create(postgres.workdir)
-        env = service_env(postgres, cache_server, secrets, instance="bench-api", log_level="WARNING")
+        env = service_env(postgres, cache_server, secrets, instance="bench-api")
         token, _ = issue_token(secrets.jwt_signing_key, subject="1", username="bench", ttl_seconds=3600)
         with ServiceProcess("microstack_api", env) as api:
             cache = redis.Redis.from_url(cache_server.url())

@@ -16,6 +16,7 @@ def create_app(settings: Settings, lifecycle: Lifecycle) -> FastAPI:
         settings,
         title="microstack API",
         version="0.1.0",
+        schema_owner="api",
         migrations=MIGRATIONS,
         routers=[router],
         lifecycle=lifecycle,

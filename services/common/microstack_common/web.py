@@ -106,18 +106,24 @@ def create_service_app(
     *,
     title: str,
     version: str,
+    schema_owner: str,
     migrations: Sequence[str],
     routers: Sequence[APIRouter],
     lifecycle: Lifecycle,
 ) -> FastAPI:
-    """Build the app; the lifespan connects, migrates, and closes on shutdown."""
+    """Build the app; the lifespan connects, migrates, and closes on shutdown.
+
+    `schema_owner` names the migration history (`schema_migrations.service`).
+    It is fixed by the code, not taken from SERVICE_NAME: renaming a
+    deployment must not make it replay migrations that already ran.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(settings)
         redis = create_redis(settings)
         try:
-            applied = await migrate(pool, settings.service_name, migrations)
+            applied = await migrate(pool, schema_owner, migrations)
             app.state.pool = pool
             app.state.redis = redis
             logger.info(
