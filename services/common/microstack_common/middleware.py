@@ -24,6 +24,7 @@ from microstack_common.contract import INSTANCE_HEADER, REQUEST_ID_HEADER
 from microstack_common.logs import request_id_var
 
 access_logger = logging.getLogger("microstack.access")
+logger = logging.getLogger(__name__)
 
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode()
@@ -61,10 +62,13 @@ class RequestContextMiddleware:
             (_REQUEST_ID_KEY, request_id.encode()),
         ]
 
+        response_started = False
+
         async def send_with_headers(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
+                response_started = True
                 message["headers"] = [*message.get("headers", []), *extra_headers]
             await send(message)
 
@@ -75,6 +79,14 @@ class RequestContextMiddleware:
                 await self._reply(send_with_headers, BodyTooLargeError(self.max_body_bytes), close=not drained)
                 return
             await self.app(scope, self._limited(receive), send_with_headers)
+        except Exception:
+            # Answered here rather than by Starlette's outer error middleware so
+            # that a 500 still carries the request id and instance, in its
+            # headers, its body and the log line with the traceback.
+            logger.exception("unhandled error")
+            if response_started:
+                raise
+            await self._reply(send_with_headers, HTTPException(500, "internal error"), close=True)
         finally:
             access_logger.info(
                 "request",
@@ -140,7 +152,7 @@ class RequestContextMiddleware:
 
     @staticmethod
     async def _reply(send: Send, error: HTTPException, *, close: bool) -> None:
-        body = json.dumps({"detail": error.detail}).encode()
+        body = json.dumps({"detail": error.detail, "request_id": request_id_var.get()}).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),

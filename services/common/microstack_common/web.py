@@ -30,7 +30,6 @@ from microstack_common.cache import create_redis
 from microstack_common.db import create_pool, migrate
 from microstack_common.health import health_report
 from microstack_common.lifecycle import Lifecycle
-from microstack_common.logs import request_id_var
 from microstack_common.middleware import RequestContextMiddleware
 from microstack_common.settings import Settings
 from microstack_common.tokens import Claims, InvalidTokenError, verify_token
@@ -96,11 +95,6 @@ async def _database_unavailable(request: Request, error: Exception) -> JSONRespo
     return JSONResponse({"detail": "database unavailable, try again"}, 503, headers={"Retry-After": "1"})
 
 
-async def _unexpected(request: Request, error: Exception) -> JSONResponse:
-    logger.error("unhandled error", exc_info=error)
-    return JSONResponse({"detail": "internal error", "request_id": request_id_var.get()}, status_code=500)
-
-
 def create_service_app(
     settings: Settings,
     *,
@@ -153,7 +147,6 @@ def create_service_app(
         TimeoutError,
     ):
         app.add_exception_handler(error_type, _database_unavailable)
-    app.add_exception_handler(Exception, _unexpected)
 
     @app.get(contract.HEALTH_PATH, tags=["health"])
     async def health(request: Request) -> JSONResponse:

@@ -211,3 +211,19 @@ def test_request_id_is_echoed_or_generated_and_logged(stack: ServiceStack) -> No
     assert access[0]["service"] == "api"
     assert access[0]["instance"] == "api-t1"
     assert access[0]["status"] == 200
+
+
+def test_an_unexpected_error_is_a_500_that_can_be_traced(stack: ServiceStack) -> None:
+    # A real fault rather than an injected one: the table vanished under the service.
+    stack.query("DROP TABLE items")
+    reply = stack.api.get("/api/items", headers={contract.REQUEST_ID_HEADER: "trace-500"})
+    assert reply.status == 500
+    assert reply.json() == {"detail": "internal error", "request_id": "trace-500"}
+    assert reply.header(contract.REQUEST_ID_HEADER) == "trace-500"
+    assert reply.header(contract.INSTANCE_HEADER) == "api-t1"
+    records = stack.api.log_records()
+    assert all("raw" not in record for record in records), "the traceback is inside a JSON line"
+    errors = [r for r in records if r.get("request_id") == "trace-500" and r["level"] == "ERROR"]
+    assert len(errors) == 1
+    assert "UndefinedTableError" in errors[0]["exception"]
+    assert stack.api.get(contract.HEALTH_PATH).status == 200
