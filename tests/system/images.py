@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker
-from docker.errors import BuildError, ImageNotFound
+from docker.errors import APIError, BuildError, ImageNotFound
 
 REPOSITORY = "microstack-test"
 IMAGES_DIR = Path(__file__).parent / "images"
@@ -131,6 +131,7 @@ def build_debian_base(client: docker.DockerClient, debootstrap: str) -> str:
         client.api.import_image_from_file(str(archive), repository=repository, tag=version)
     if not image_exists(client, tag):
         raise RuntimeError(f"docker import of the debootstrapped tree did not produce {tag}")
+    drop_stale_tags(client, tag)
     return tag
 
 
@@ -219,7 +220,24 @@ def build_context_image(
         except BuildError as error:
             log = "".join(str(chunk.get("stream", chunk.get("error", ""))) for chunk in error.build_log)
             raise RuntimeError(f"building {name} from {context} failed: {error}\n{log[-6000:]}") from error
+    drop_stale_tags(client, tag)
     return tag
+
+
+def drop_stale_tags(client: docker.DockerClient, keep: str) -> None:
+    """Untag earlier builds of the same repository, so changed inputs do not pile up images.
+
+    Layers still used by the new image stay; an image a container still uses
+    keeps its tag until the next build.
+    """
+    repository = keep.rsplit(":", 1)[0]
+    for image in client.images.list(name=repository):
+        for stale in image.tags:
+            if stale != keep and stale.rsplit(":", 1)[0] == repository:
+                try:
+                    client.images.remove(stale)
+                except APIError:
+                    continue
 
 
 def build_test_images(debootstrap: str) -> BuiltImages:
