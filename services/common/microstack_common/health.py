@@ -74,16 +74,45 @@ async def check_redis(redis: Redis) -> Check:
     return await _timed(probe)
 
 
+def _stat_value(path: Path, key: str) -> int:
+    for line in path.read_text().splitlines():
+        name, _, value = line.partition(" ")
+        if name == key:
+            return int(value)
+    return 0
+
+
 def _cgroup_memory() -> tuple[int, int] | None:
-    """(used, limit) bytes from cgroup v2 when a limit is set, else None."""
-    base = Path("/sys/fs/cgroup")
+    """(working set, limit) bytes from the container's cgroup when a limit is set, else None.
+
+    Both cgroup versions are read: v2 on current hosts, v1 on older kernels
+    and Docker setups. The working set leaves out inactive page cache, which
+    the kernel reclaims before it would OOM-kill (the figure `docker stats`
+    shows); counting it would call a container that merely read files
+    "degraded".
+    """
+    v2 = Path("/sys/fs/cgroup")
+    v1 = Path("/sys/fs/cgroup/memory")
     try:
-        limit = (base / "memory.max").read_text().strip()
-        if limit == "max":
+        if (v2 / "memory.max").exists():
+            raw_limit = (v2 / "memory.max").read_text().strip()
+            if raw_limit == "max":
+                return None
+            limit = int(raw_limit)
+            current = int((v2 / "memory.current").read_text())
+            inactive = _stat_value(v2 / "memory.stat", "inactive_file")
+        elif (v1 / "memory.limit_in_bytes").exists():
+            limit = int((v1 / "memory.limit_in_bytes").read_text())
+            current = int((v1 / "memory.usage_in_bytes").read_text())
+            inactive = _stat_value(v1 / "memory.stat", "total_inactive_file")
+        else:
             return None
-        return int((base / "memory.current").read_text()), int(limit)
     except (OSError, ValueError):
         return None
+    # cgroup v1 reports "no limit" as a number near 2**63.
+    if limit >= 2**62:
+        return None
+    return max(0, current - inactive), limit
 
 
 def _host_memory() -> tuple[int, int]:
