@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
-from docker.errors import NotFound
+from docker.errors import APIError, NotFound
 from docker.types import LogConfig, Ulimit
 
 from tests.support.program import CONTAINER, IMAGE, NETWORK, RANDOM_PASSWORD, REMOTE_IMAGE, VOLUME, Program, Resource
@@ -559,6 +559,14 @@ class Realizer:
         return self._run(self.specs[resource_name])
 
     def _run(self, spec: ContainerSpec) -> str:
+        try:
+            return self._create_and_start(spec)
+        except APIError as error:
+            raise RealizeError(
+                f"Docker refused container {spec.name} ({spec.resource.name}) as declared: {error.explanation}"
+            ) from error
+
+    def _create_and_start(self, spec: ContainerSpec) -> str:
         container_name = spec.name
         first, *others = spec.networks
         created = self.api.create_container(
