@@ -12,6 +12,7 @@ import json
 import socket
 
 from microstack_common import contract
+from tests.support.servers import ServiceStarter
 from tests.support.service_stack import ServiceStack, bearer
 
 
@@ -227,3 +228,20 @@ def test_an_unexpected_error_is_a_500_that_can_be_traced(stack: ServiceStack) ->
     assert len(errors) == 1
     assert "UndefinedTableError" in errors[0]["exception"]
     assert stack.api.get(contract.HEALTH_PATH).status == 200
+
+
+def test_a_write_on_one_replica_invalidates_the_cache_for_all(
+    stack: ServiceStack, start_service: ServiceStarter
+) -> None:
+    other = start_service("microstack_api", stack.postgres, stack.redis, database=stack.database, instance="api-t2")
+    token = stack.login()
+    item = _create(stack, token, "shared", "v1")
+    path = f"/api/items/{item['id']}"
+    assert other.get(path).header("X-Cache") == "miss"
+    assert other.get(path).header("X-Cache") == "hit"
+
+    stack.api.request("PUT", path, json_body={"name": "shared", "description": "v2"}, headers=bearer(token))
+    fresh = other.get(path)
+    assert fresh.header("X-Cache") == "miss"
+    assert fresh.header(contract.INSTANCE_HEADER) == "api-t2"
+    assert fresh.json()["description"] == "v2"
