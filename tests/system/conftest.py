@@ -20,8 +20,17 @@ import pytest
 from tests.support.binaries import require_binary
 from tests.system.engine import docker_engine
 from tests.system.images import BuiltImages, build_test_images
-from tests.system.realizer import SESSION_LABEL, remove_labelled
-from tests.system.stack import SESSION_STARTED, TIMINGS, Stack, free_port, free_subnet, realize_stack, stack_config
+from tests.system.realizer import remove_abandoned
+from tests.system.stack import (
+    SESSION_STARTED,
+    TIMINGS,
+    Stack,
+    free_port,
+    free_subnet,
+    realize_stack,
+    stack_config,
+    unique_stack_name,
+)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -38,7 +47,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 def docker_client() -> Iterator[docker.DockerClient]:
     started = time.monotonic()
     with docker_engine(require_binary("dockerd")) as client:
-        remove_labelled(client, SESSION_LABEL)
+        remove_abandoned(client)
         TIMINGS["engine ready"] = time.monotonic() - started
         yield client
 
@@ -53,7 +62,7 @@ def test_images(docker_client: docker.DockerClient) -> BuiltImages:
 
 def _stack(client: docker.DockerClient, images: BuiltImages, kind: str) -> Iterator[Stack]:
     config = stack_config(images, kind, free_port(), free_subnet(client))
-    yield from realize_stack(client, config, stack_name=f"systest-{kind}")
+    yield from realize_stack(client, config, stack_name=unique_stack_name(kind))
 
 
 @pytest.fixture(scope="session")

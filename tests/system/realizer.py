@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import re
 import tarfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,10 @@ from docker.types import LogConfig, Ulimit
 from tests.support.program import CONTAINER, IMAGE, NETWORK, RANDOM_PASSWORD, REMOTE_IMAGE, VOLUME, Program, Resource
 
 SESSION_LABEL = "microstack.system-test.session"
+# The pid of the test process that created an object: a later session removes
+# only what a process that no longer runs left behind, so two sessions on one
+# engine do not tear down each other's stacks.
+OWNER_LABEL = "microstack.system-test.owner"
 
 # Types that exist only inside Pulumi: components group resources, random
 # passwords are already inlined (as plain values under mocks) where used.
@@ -131,6 +137,7 @@ class ContainerSpec:
     wait_seconds: float
     grace_seconds: int
     start: bool
+    remove_volumes: bool = True
     depends_on: set[str] = field(default_factory=set)
 
     @property
@@ -262,12 +269,9 @@ class Realizer:
         build.get("builderVersion")
         build.get("platform")
         fields.check(build)
+        # Containers are pointed at the built tag directly; imageName matters
+        # only for pushing, so the realizer does not add it as another tag.
         tag = self.build_image(resource, context, str(dockerfile.relative_to(context)), args)
-        if image_name:
-            repository, _, version = image_name.rpartition(":")
-            if not repository or "/" in version:
-                repository, version = image_name, "latest"
-            self.client.images.get(tag).tag(repository, version)
         for ref in (image_name, resource.outputs.get("imageName"), resource.outputs.get("repoDigest")):
             if ref:
                 self._image_refs[ref] = tag
@@ -280,8 +284,11 @@ class Realizer:
         for item in fields.nested("labels"):
             labels[item.get("label")] = item.get("value")
             item.check()
-        labels[SESSION_LABEL] = self.session
+        labels.update(self._own_labels())
         return labels
+
+    def _own_labels(self) -> dict[str, str]:
+        return {SESSION_LABEL: self.session, OWNER_LABEL: str(os.getpid())}
 
     def _network(self, resource: Resource) -> None:
         fields = _Fields(resource, resource.inputs)
@@ -385,7 +392,7 @@ class Realizer:
         for item in f.nested("labels"):
             labels[item.get("label")] = item.get("value")
             readers.append(item)
-        labels[SESSION_LABEL] = self.session
+        labels.update(self._own_labels())
 
         capabilities = f.nested("capabilities")
         for cap in capabilities:
@@ -459,6 +466,8 @@ class Realizer:
         # mustRun (default true) is what the realizer checks after start anyway.
         must_run = bool(f.get("mustRun", True))
         start = bool(f.get("start", True))
+        # Anonymous volumes (an image's VOLUME not mounted by name) go with the container.
+        remove_volumes = bool(f.get("removeVolumes", True))
         f.check(*readers)
         if not must_run and start:
             raise RealizeError(f"{resource.name}: mustRun=false is not supported by the realizer")
@@ -477,6 +486,7 @@ class Realizer:
             wait_seconds=wait_seconds,
             grace_seconds=grace,
             start=start,
+            remove_volumes=remove_volumes,
             depends_on={d for d in explicit if d},
         )
 
@@ -631,7 +641,7 @@ class Realizer:
         spec = self.specs[resource_name]
         try:
             self.api.stop(container_id, timeout=spec.grace_seconds)
-            self.api.remove_container(container_id, force=True)
+            self.api.remove_container(container_id, force=True, v=spec.remove_volumes)
         except NotFound:
             return
 
@@ -650,20 +660,38 @@ def _upload_archive(uploads: list[tuple[str, bytes, int]]) -> bytes:
 
 
 def remove_labelled(client: docker.DockerClient, label: str) -> None:
-    """Remove containers, then networks, then volumes carrying `label` (key or key=value)."""
+    """Remove containers (with their anonymous volumes), networks and volumes carrying `label`."""
+    _remove(client, {"label": label}, lambda _labels: True)
+
+
+def remove_abandoned(client: docker.DockerClient) -> None:
+    """Remove what earlier sessions created whose test process is gone (an interrupted run)."""
+    _remove(client, {"label": SESSION_LABEL}, lambda labels: not _alive(labels.get(OWNER_LABEL, "")))
+
+
+def _alive(pid: str) -> bool:
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove(client: docker.DockerClient, filters: dict[str, str], wanted: Callable[[dict[str, str]], bool]) -> None:
     api = client.api
-    for container in api.containers(all=True, filters={"label": label}):
-        try:
-            api.remove_container(container["Id"], force=True)
-        except NotFound:
-            continue
-    for network in api.networks(filters={"label": label}):
-        try:
-            api.remove_network(network["Id"])
-        except NotFound:
-            continue
-    for volume in api.volumes(filters={"label": label}).get("Volumes") or []:
-        try:
-            api.remove_volume(volume["Name"], force=True)
-        except NotFound:
-            continue
+    for container in api.containers(all=True, filters=filters):
+        if wanted(container.get("Labels") or {}):
+            with suppress(NotFound):
+                api.remove_container(container["Id"], force=True, v=True)
+    for network in api.networks(filters=filters):
+        if wanted(network.get("Labels") or {}):
+            with suppress(NotFound):
+                api.remove_network(network["Id"])
+    for volume in api.volumes(filters=filters).get("Volumes") or []:
+        if wanted(volume.get("Labels") or {}):
+            with suppress(NotFound):
+                api.remove_volume(volume["Name"], force=True)

@@ -87,6 +87,11 @@ def free_subnet(client: docker.DockerClient) -> str:
     raise RuntimeError("no free /24 in 172.31.200.0-172.31.254.0 for a test stack's frontend network")
 
 
+def unique_stack_name(role: str) -> str:
+    """A stack name of its own per session: container and network names derive from it."""
+    return f"systest-{role}-{uuid.uuid4().hex[:6]}"
+
+
 def stack_config(images: BuiltImages, kind: str, http_port: int, subnet: str, **overrides: Any) -> dict[str, Any]:
     """The test stack's `microstack:` config: local images, logging off, the proxy on loopback."""
     config: dict[str, Any] = {
@@ -123,7 +128,7 @@ def realize_stack(
     realizer = Realizer(
         client,
         program,
-        session=f"{stack_name}-{uuid.uuid4().hex[:8]}",
+        session=stack_name,
         project_root=ROOT,
         build_image=build,
         skip=skip,
@@ -133,7 +138,7 @@ def realize_stack(
         proxy = config["proxy"]
         base_url = f"http://{proxy['bindAddress']}:{proxy['httpPort']}"
         wait_for_proxy(base_url)
-        TIMINGS[f"realize {stack_name}"] = time.monotonic() - started
+        TIMINGS[f"realize {stack_name.rsplit('-', 1)[0]}"] = time.monotonic() - started
         yield Stack(
             kind=config["proxy"]["kind"], program=program, realizer=realizer, base_url=base_url, config=dict(config)
         )

@@ -24,7 +24,7 @@ from microstack_common import contract
 from tests.support.program import Resource
 from tests.system.gelf import GelfListener
 from tests.system.images import BuiltImages
-from tests.system.stack import Stack, free_port, free_subnet, realize_stack, stack_config
+from tests.system.stack import Stack, free_port, free_subnet, realize_stack, stack_config, unique_stack_name
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +55,7 @@ def logging_stack(docker_client: docker.DockerClient, test_images: BuiltImages, 
         reference = str(resource.inputs.get("image") or resource.inputs.get("name") or "")
         return reference.split("@")[0] in elk_images
 
-    yield from realize_stack(docker_client, config, stack_name="systest-gelf", skip=is_elk)
+    yield from realize_stack(docker_client, config, stack_name=unique_stack_name("gelf"), skip=is_elk)
 
 
 def _wait_for(gelf: GelfListener, predicate: Any, what: str) -> list[dict[str, Any]]:

@@ -9,8 +9,10 @@ dependency order and everything is removed afterwards.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import socket
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,11 +24,14 @@ import pytest
 from tests.support.program import CONTAINER, NETWORK, REMOTE_IMAGE, VOLUME, Program, Resource
 from tests.system.images import BuiltImages
 from tests.system.realizer import (
+    OWNER_LABEL,
     SESSION_LABEL,
     RealizeError,
     Realizer,
     UnhandledField,
     go_duration_ns,
+    remove_abandoned,
+    remove_labelled,
 )
 from tests.system.stack import free_port, free_subnet
 
@@ -266,8 +271,31 @@ def test_destroy_removes_everything_it_created(docker_client: docker.DockerClien
     realizer = _realizer(docker_client, resources, session)
     realizer.realize()
     label = {"label": f"{SESSION_LABEL}={session}"}
-    assert len(docker_client.api.containers(all=True, filters=label)) == 1
+    (container,) = docker_client.api.containers(all=True, filters=label)
+    # The redis image declares VOLUME /data: an anonymous volume the container owns.
+    anonymous = {m["Name"] for m in docker_client.api.inspect_container(container["Id"])["Mounts"]}
+    assert anonymous
     realizer.destroy()
+    remaining = {v["Name"] for v in docker_client.api.volumes().get("Volumes") or []}
+    assert not anonymous & remaining
     assert docker_client.api.containers(all=True, filters=label) == []
     assert docker_client.api.networks(filters=label) == []
     assert not docker_client.api.volumes(filters=label).get("Volumes")
+
+
+@pytest.mark.slow
+def test_only_objects_of_finished_sessions_are_swept(docker_client: docker.DockerClient) -> None:
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    dead_pid = str(finished.pid)
+    session = f"unit-{uuid.uuid4().hex[:8]}"
+    names = {"ours": f"{session}-ours", "abandoned": f"{session}-abandoned"}
+    owners = {"ours": str(os.getpid()), "abandoned": dead_pid}
+    for role, name in names.items():
+        docker_client.api.create_network(name, labels={SESSION_LABEL: session, OWNER_LABEL: owners[role]})
+    try:
+        remove_abandoned(docker_client)
+        remaining = {n["Name"] for n in docker_client.api.networks(filters={"label": f"{SESSION_LABEL}={session}"})}
+        assert remaining == {names["ours"]}
+    finally:
+        remove_labelled(docker_client, f"{SESSION_LABEL}={session}")
