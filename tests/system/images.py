@@ -68,6 +68,11 @@ class BuiltImages:
 
 def debian_mirror(sources: Path = DEBIAN_SOURCES) -> str:
     """The first `URIs:` of the machine's deb822 sources: the mirror it trusts."""
+    if not sources.is_file():
+        raise RuntimeError(
+            f"{sources} does not exist; the system test builds its images from the Debian mirror named there "
+            "(Debian 12 writes it on installation)"
+        )
     for line in sources.read_text().splitlines():
         if line.startswith("URIs:"):
             return line.split(":", 1)[1].split()[0]
