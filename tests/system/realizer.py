@@ -429,7 +429,7 @@ class Realizer:
             else None,
             "shm_size": int(shm_size) * _MIB if shm_size is not None else None,
             "nano_cpus": int(float(cpus) * 1e9) if cpus is not None else None,
-            "cpu_shares": f.get("cpuShares"),
+            "cpu_shares": int(f.get("cpuShares")) if f.get("cpuShares") is not None else None,
             "cpuset_cpus": f.get("cpuSet"),
             "log_config": LogConfig(type=log_driver, config=dict(f.get("logOpts", {}))),
             "read_only": f.get("readOnly"),

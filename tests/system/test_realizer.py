@@ -175,10 +175,25 @@ def realized_pair(docker_client: docker.DockerClient, test_images: BuiltImages) 
     client = _container(
         f"{session}-client",
         test_images,
-        command=["sleep", "infinity"],
+        entrypoints=["sleep"],
+        command=["infinity"],
         envs=["CACHE_HOST=unit-cache"],
         networksAdvanced=[{"name": back, "aliases": ["unit-client"]}],
         stopSignal="SIGKILL",
+        user="redis",
+        workingDir="/tmp",
+        hostname="unit-client-host",
+        readOnly=True,
+        tmpfs={"/scratch": "size=1m"},
+        capabilities={"drops": ["NET_RAW"]},
+        ulimits=[{"name": "nofile", "soft": 1024.0, "hard": 2048.0}],
+        hosts=[{"host": "example.internal", "ip": "10.9.8.7"}],
+        securityOpts=["no-new-privileges"],
+        sysctls={"net.ipv4.ip_unprivileged_port_start": "0"},
+        init=True,
+        cpuShares=512.0,
+        restart="on-failure",
+        maxRetryCount=2.0,
     )
     resources = [
         _image(test_images),
@@ -219,6 +234,28 @@ def test_container_fields_reach_the_engine(
     assert details["State"]["Health"]["Status"] == "healthy"
     assert "unit-cache" in details["NetworkSettings"]["Networks"][f"{realizer.session}-back"]["Aliases"]
     assert details["NetworkSettings"]["Networks"][f"{realizer.session}-front"]["IPAddress"] == fixed_address
+
+
+@pytest.mark.slow
+def test_less_common_container_fields_reach_the_engine(
+    docker_client: docker.DockerClient, realized_pair: tuple[Realizer, int, str]
+) -> None:
+    realizer, *_ = realized_pair
+    details = docker_client.api.inspect_container(realizer.realized.containers[f"{realizer.session}-client"])
+    host, config = details["HostConfig"], details["Config"]
+    assert (config["Entrypoint"], config["Cmd"]) == (["sleep"], ["infinity"])
+    assert (config["User"], config["WorkingDir"], config["Hostname"]) == ("redis", "/tmp", "unit-client-host")
+    assert host["ReadonlyRootfs"] is True
+    assert host["Tmpfs"] == {"/scratch": "size=1m"}
+    assert host["CapDrop"] == ["NET_RAW"]
+    assert host["Ulimits"] == [{"Name": "nofile", "Soft": 1024, "Hard": 2048}]
+    assert host["ExtraHosts"] == ["example.internal:10.9.8.7"]
+    assert host["SecurityOpt"] == ["no-new-privileges"]
+    assert host["Sysctls"] == {"net.ipv4.ip_unprivileged_port_start": "0"}
+    assert host["Init"] is True
+    assert host["CpuShares"] == 512
+    assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 2}
+    assert config["StopSignal"] == "SIGKILL"
 
 
 @pytest.mark.slow
