@@ -9,6 +9,7 @@ runs either proxy in the foreground and reads HAProxy's runtime API.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import getpass
 import json
@@ -381,7 +382,10 @@ class Replicas:
     secrets: SecretFiles
     api_count: int = 3
     database: str | None = None
-    drain_seconds: float = 2.0
+    # Longer than the end-to-end HAProxy config takes to see /health turn 503
+    # (interval x fall = 3 s), as a deployment's drain must be: the replica
+    # then leaves rotation before it stops accepting connections.
+    drain_seconds: float = 3.5
     api: list[ServiceProcess] = field(init=False, default_factory=list)
     auth: ServiceProcess = field(init=False)
     frozen: set[int] = field(init=False, default_factory=set)
@@ -426,6 +430,10 @@ class Replicas:
         for index in list(self.frozen):
             self.thaw(index)
         for process in [*self.api, self.auth]:
+            if process.process is not None and process.process.poll() is None:
+                # A process signalled a moment ago may still be on its way out.
+                with contextlib.suppress(ServerError):
+                    process.wait_healthy(contract.STOP_TIMEOUT_SECONDS)
             if process.process is None or process.process.poll() is not None:
                 process.start()
         for process in [*self.api, self.auth]:

@@ -94,6 +94,7 @@ def test_nginx_container_defaults_log_to_the_container_streams() -> None:
 NGINX_FRAGMENTS = [
     "least_conn;",
     "server 127.0.0.1:18000 max_fails=1 fail_timeout=10s;",
+    "server 127.0.0.1:18001 backup max_fails=0;",
     "proxy_next_upstream error timeout http_502 http_503 http_504;",
     "proxy_next_upstream_tries 3;",
     "proxy_next_upstream_timeout 18000ms;",
@@ -143,6 +144,7 @@ HAPROXY_FRAGMENTS = [
     "server api-1 127.0.0.1:18000",
     "timeout server 5000ms",
     "timeout check 500ms",
+    "timeout connect 500ms",
 ]
 
 

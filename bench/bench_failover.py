@@ -1,0 +1,320 @@
+"""Failover benchmark: our nginx config, our HAProxy config and the seed's nginx config.
+
+Each proxy runs in front of the same three API replicas (real processes on
+loopback, with PostgreSQL and Redis) and gets the same GET load while one
+replica is killed (SIGKILL), while one is frozen (SIGSTOP), and while every
+replica is restarted in turn (SIGTERM, graceful). For each run it prints the
+failed requests, p50/p99 latency, requests per second and the seconds until
+the faulty replica was out of rotation; then the proxies' overhead against
+calling one replica directly.
+
+"Out of rotation": for HAProxy, when its runtime API reports the server DOWN;
+for nginx, which has no such API in open source, the start of the first
+one-second stretch in which no request (first try or retry) went to the
+replica, read from the access log's upstream addresses. A dash means it was
+still being tried at the end of the run.
+
+Run from the repository root: `python -m bench.bench_failover` (about three
+minutes on two cores). Needs nginx, haproxy, PostgreSQL and Redis installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import shutil
+import signal
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.proxy.model import (
+    Cache,
+    HealthCheck,
+    Listen,
+    ProxyKind,
+    ProxyModel,
+    RateLimit,
+    Server,
+    UpstreamGroup,
+)
+from tests.integration.proxy.harness import (
+    Call,
+    Outcome,
+    ProxyProcess,
+    Replicas,
+    failures,
+    private_dir,
+    proxy_paths,
+    run_load,
+    worker_user,
+)
+from tests.support.servers import PostgresServer, RedisServer, SecretFiles, free_port
+
+CONCURRENCY = 8
+# Seconds of load per scenario: a rolling restart of three replicas (drain,
+# exit, start, healthy) takes about three times as long as one fault.
+SCENARIO_SECONDS = {"kill": 8.0, "freeze": 8.0, "rolling restart": 15.0}
+FAULT_AT = 1.5
+CLIENT_TIMEOUT = 10.0
+# Name, proxy kind, and whether it runs the seed's config instead of ours.
+PROXIES = (
+    ("nginx (ours)", ProxyKind.NGINX, False),
+    ("haproxy (ours)", ProxyKind.HAPROXY, False),
+    ("nginx (seed)", ProxyKind.NGINX, True),
+)
+# The seed's compose file: nginx with these upstream and retry settings and
+# nginx's default timeouts (60 s), nothing else of the circuit breaker.
+SEED_NGINX = """\
+worker_processes 2;
+pid {root}/proxy.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    client_body_temp_path {root}/tmp/client_body;
+    proxy_temp_path {root}/tmp/proxy;
+    fastcgi_temp_path {root}/tmp/fastcgi;
+    uwsgi_temp_path {root}/tmp/uwsgi;
+    scgi_temp_path {root}/tmp/scgi;
+    log_format bench escape=json '{{"msec":$msec,"request_time":$request_time,'
+        '"status":$status,"upstream_addr":"$upstream_addr"}}';
+    access_log {root}/access.log bench;
+    upstream api {{
+        least_conn;
+{servers}
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location = /health {{ return 200 'ok'; }}
+        location /api/ {{
+            proxy_pass http://api;
+            proxy_next_upstream error timeout invalid_header http_500 http_502 http_503;
+        }}
+    }}
+}}
+"""
+
+
+@dataclass
+class Proxy:
+    """One proxy under test: its process and how to tell which replica it still uses."""
+
+    name: str
+    process: ProxyProcess
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.process.http_port}"
+
+
+@dataclass(frozen=True)
+class Row:
+    proxy: str
+    scenario: str
+    outcomes: list[Outcome]
+    duration: float
+    out_of_rotation: float | None
+
+    def cells(self) -> list[str]:
+        latencies = sorted(o.latency for o in self.outcomes if o.status)
+        p50 = statistics.median(latencies) * 1000 if latencies else float("nan")
+        p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000 if latencies else float("nan")
+        out = "-" if self.out_of_rotation is None else f"{self.out_of_rotation:.2f}"
+        return [
+            self.proxy,
+            self.scenario,
+            str(len(self.outcomes)),
+            str(len(failures(self.outcomes))),
+            f"{p50:.1f}",
+            f"{p99:.1f}",
+            f"{len(self.outcomes) / self.duration:.0f}",
+            out,
+        ]
+
+
+def our_model(root: Path, api_ports: list[int], auth_port: int, port: int) -> ProxyModel:
+    """Our config as a stack would deploy it, on loopback, without the rate limit in the way."""
+    return ProxyModel(
+        upstreams=(
+            UpstreamGroup("api", tuple(Server("127.0.0.1", p) for p in api_ports)),
+            UpstreamGroup("auth", (Server("127.0.0.1", auth_port),)),
+        ),
+        listen=Listen("127.0.0.1", port, free_port()),
+        rate_limit=RateLimit(requests_per_second=100_000, burst=100_000),
+        cache=Cache(directory=str(root / "cache")),
+        health_check=HealthCheck(interval_seconds=1.0, fall=3, rise=2),
+        slow_start_seconds=5.0,
+        paths=proxy_paths(root),
+        user=worker_user(),
+    )
+
+
+class SeedNginx(ProxyProcess):
+    """nginx with the seed's config text instead of a rendered one."""
+
+    def __post_init__(self) -> None:
+        servers = "\n".join(
+            f"        server {s.address} max_fails=3 fail_timeout=30s;" for s in self.model.upstream("api").servers
+        )
+        self.config = self.root / "nginx.conf"
+        self.config.write_text(SEED_NGINX.format(root=self.root, servers=servers, port=self.model.listen.http_port))
+
+
+def nginx_attempt_times(proxy: ProxyProcess, address: str) -> list[float]:
+    """Epoch times at which requests that nginx sent to `address` (first try or retry) arrived."""
+    times = []
+    for line in proxy.log_path.read_text().splitlines():
+        record = json.loads(line)
+        if address in str(record.get("upstream_addr", "")).replace(" ", "").split(","):
+            times.append(float(record["msec"]) - float(record["request_time"]))
+    return times
+
+
+def first_quiet_start(times: list[float], fault: float, end: float) -> float | None:
+    """Seconds after `fault` from which no attempt followed for one second."""
+    after = sorted(t for t in times if t >= fault)
+    points = [fault, *after]
+    for current, following in zip(points, [*points[1:], end], strict=True):
+        if following - current >= 1.0:
+            return current - fault
+    return None
+
+
+async def scenario(proxy: Proxy, name: str, fault: Callable[[], Awaitable[None]]) -> tuple[list[Outcome], float, float]:
+    """Run the GET load, trigger `fault` at FAULT_AT; return outcomes, fault and end epoch times."""
+    fault_epoch = 0.0
+    started = False
+
+    async def tick(elapsed: float) -> None:
+        nonlocal fault_epoch, started
+        if elapsed >= FAULT_AT and not started:
+            started = True
+            fault_epoch = time.time()
+            asyncio.get_running_loop().create_task(fault())
+
+    outcomes = await run_load(
+        proxy.url,
+        lambda n: Call("GET", "/api/instance"),
+        duration=SCENARIO_SECONDS[name],
+        concurrency=CONCURRENCY,
+        timeout=CLIENT_TIMEOUT,
+        on_tick=tick,
+    )
+    return outcomes, fault_epoch, time.time()
+
+
+async def haproxy_down_after(proxy: ProxyProcess, server: str, since: float, limit: float) -> float | None:
+    while time.time() - since < limit:
+        state = await asyncio.to_thread(proxy.servers_state, "api")
+        if state[server]["srv_op_state"] == "0":
+            return time.time() - since
+        await asyncio.sleep(0.05)
+    return None
+
+
+async def inject(name: str, proxy: Proxy, replicas: Replicas, result: dict[str, float | None]) -> None:
+    """Cause the fault `name`; for HAProxy, record when the victim went DOWN."""
+    since = time.time()
+    if name == "kill":
+        replicas.api[0].send_signal(signal.SIGKILL)
+    elif name == "freeze":
+        replicas.freeze(0)
+    else:
+        for replica in replicas.api:
+            replica.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(replica.wait, 30)
+            await asyncio.to_thread(replica.start)
+            await asyncio.to_thread(replica.wait_healthy, 30)
+        return
+    if proxy.process.kind is ProxyKind.HAPROXY:
+        limit = SCENARIO_SECONDS[name] - FAULT_AT
+        result["down"] = await haproxy_down_after(proxy.process, "api-1", since, limit)
+
+
+def run_scenarios(
+    name: str, scenarios: list[str], start_proxy: Callable[[], ProxyProcess], replicas: Replicas
+) -> list[Row]:
+    """Each fault against a freshly started proxy, so no run inherits another's failure state."""
+    rows = []
+    address = f"127.0.0.1:{replicas.api[0].port}"
+    for scenario_name in scenarios:
+        replicas.ensure_running()
+        with start_proxy() as process:
+            proxy = Proxy(name, process)
+            result: dict[str, float | None] = {"down": None}
+            started = time.monotonic()
+            outcomes, fault_epoch, end_epoch = asyncio.run(
+                scenario(proxy, scenario_name, functools.partial(inject, scenario_name, proxy, replicas, result))
+            )
+            duration = time.monotonic() - started
+            out: float | None = None
+            if scenario_name != "rolling restart":
+                if process.kind is ProxyKind.HAPROXY:
+                    out = result["down"]
+                else:
+                    out = first_quiet_start(nginx_attempt_times(process, address), fault_epoch, end_epoch)
+            rows.append(Row(name, scenario_name, outcomes, duration, out))
+    replicas.ensure_running()
+    return rows
+
+
+def overhead(url: str, label: str) -> Row:
+    outcomes = asyncio.run(run_load(url, lambda n: Call("GET", "/api/instance"), duration=3.0, concurrency=CONCURRENCY))
+    return Row(label, "no fault", outcomes, 3.0, None)
+
+
+def print_table(title: str, rows: list[Row]) -> None:
+    header = ["proxy", "scenario", "requests", "failed", "p50 ms", "p99 ms", "req/s", "out of rotation s"]
+    table = [header, *(row.cells() for row in rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    print(f"\n{title}")
+    for index, line in enumerate(table):
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+        if index == 0:
+            print("  ".join("-" * width for width in widths))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--proxy", action="append", choices=[name for name, _, _ in PROXIES], help="repeatable")
+    parser.add_argument("--scenario", action="append", choices=list(SCENARIO_SECONDS), help="repeatable")
+    args = parser.parse_args()
+    proxies = [p for p in PROXIES if args.proxy is None or p[0] in args.proxy]
+    scenarios = [name for name in SCENARIO_SECONDS if args.scenario is None or name in args.scenario]
+    with PostgresServer() as postgres, RedisServer() as redis:
+        secrets = SecretFiles.create()
+        replicas = Replicas(postgres, redis, secrets, api_count=3).start()
+        roots: list[Path] = []
+        try:
+            failover_rows: list[Row] = []
+            overhead_rows = [overhead(replicas.api[1].base_url, "direct to one replica")]
+            for name, kind, seed in proxies:
+
+                def start_proxy(kind: ProxyKind = kind, seed: bool = seed) -> ProxyProcess:
+                    root = private_dir("microstack-bench-")
+                    roots.append(root)
+                    model = our_model(root, replicas.api_ports, replicas.auth.port, free_port())
+                    return (SeedNginx if seed else ProxyProcess)(kind, model, root)
+
+                with start_proxy() as process:
+                    overhead_rows.append(overhead(f"http://127.0.0.1:{process.http_port}", name))
+                failover_rows += run_scenarios(name, scenarios, start_proxy, replicas)
+            print_table(
+                f"Failover: GET /api/instance, {CONCURRENCY} concurrent clients, 3 API replicas, "
+                f"fault at {FAULT_AT} s, runs of {SCENARIO_SECONDS['kill']:.0f} s "
+                f"({SCENARIO_SECONDS['rolling restart']:.0f} s for the restart), client timeout {CLIENT_TIMEOUT:.0f} s",
+                failover_rows,
+            )
+            print_table("Overhead: the same GET load for 3 s without faults", overhead_rows)
+        finally:
+            replicas.stop()
+            for root in roots:
+                shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
