@@ -267,8 +267,11 @@ class Realizer:
         # The classic builder runs every Dockerfile the services use; BuildKit
         # would only change caching, not the image.
         build.get("builderVersion")
-        build.get("platform")
+        platform = build.get("platform")
         fields.check(build)
+        native = f"{self.client.version()['Os']}/{self.client.version()['Arch']}"
+        if platform is not None and platform != native:
+            raise RealizeError(f"{resource.name}: builds for {platform}, but this engine runs {native} images")
         # Containers are pointed at the built tag directly; imageName matters
         # only for pushing, so the realizer does not add it as another tag.
         tag = self.build_image(resource, context, str(dockerfile.relative_to(context)), args)

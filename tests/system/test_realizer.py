@@ -21,7 +21,7 @@ from typing import Any
 import docker
 import pytest
 
-from tests.support.program import CONTAINER, NETWORK, REMOTE_IMAGE, VOLUME, Program, Resource
+from tests.support.program import CONTAINER, IMAGE, NETWORK, REMOTE_IMAGE, VOLUME, Program, Resource
 from tests.system.images import BuiltImages
 from tests.system.realizer import (
     OWNER_LABEL,
@@ -61,10 +61,10 @@ def _image(images: BuiltImages) -> Resource:
     )
 
 
-def _container(name: str, image: BuiltImages, **inputs: Any) -> Resource:
+def _container(name: str, images: BuiltImages, **inputs: Any) -> Resource:
     base: dict[str, Any] = {
         "name": name,
-        "image": f"{image.redis}@sha256:0",
+        "image": f"{images.redis}@sha256:0",
         "networksAdvanced": [{"name": "unused", "aliases": []}],
     }
     base.update(inputs)
@@ -336,3 +336,49 @@ def test_only_objects_of_finished_sessions_are_swept(docker_client: docker.Docke
         assert remaining == {names["ours"]}
     finally:
         remove_labelled(docker_client, f"{SESSION_LABEL}={session}")
+
+
+def _declared_image(platform: str | None = None) -> Resource:
+    build: dict[str, Any] = {
+        "context": "services",
+        "dockerfile": "services/api/Dockerfile",
+        "args": {"BASE_IMAGE": "base:1"},
+    }
+    if platform is not None:
+        build["platform"] = platform
+    return Resource(
+        IMAGE,
+        "api-image",
+        {"imageName": "stack/api:abc", "skipPush": True, "buildOnPreview": False, "build": build},
+        {"imageName": "stack/api:abc", "repoDigest": "stack/api:abc@sha256:0"},
+    )
+
+
+@pytest.mark.slow
+def test_a_declared_image_is_built_from_its_context_and_used_by_containers(
+    docker_client: docker.DockerClient, test_images: BuiltImages
+) -> None:
+    calls: list[tuple[str, Path, str, dict[str, str]]] = []
+
+    def build(resource: Resource, context: Path, dockerfile: str, args: Any) -> str:
+        calls.append((resource.name, context, dockerfile, dict(args)))
+        return test_images.redis
+
+    container = _container("api", test_images, image="stack/api:abc@sha256:0", networksAdvanced=[{"name": "n"}])
+    realizer = Realizer(
+        docker_client,
+        Program(resources=[_declared_image(), container], outputs={}),
+        session="unit-build",
+        project_root=Path("/project"),
+        build_image=build,
+    )
+    realizer._image(_declared_image())
+    assert calls == [("api-image", Path("/project/services"), "api/Dockerfile", {"BASE_IMAGE": "base:1"})]
+    assert realizer._container_spec(container).image == test_images.redis
+
+
+@pytest.mark.slow
+def test_an_image_for_another_platform_is_refused(docker_client: docker.DockerClient) -> None:
+    realizer = _realizer(docker_client, [_declared_image("linux/s390x")], "unit-platform")
+    with pytest.raises(RealizeError, match="linux/s390x"):
+        realizer.realize()
