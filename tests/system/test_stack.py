@@ -110,7 +110,10 @@ def test_every_api_replica_answers(stack: Stack, http: httpx.Client) -> None:
     seen: set[str] = set()
     deadline = time.monotonic() + CONVERGE_SECONDS
     while seen != expected and time.monotonic() < deadline:
-        seen.add(http.get(INSTANCE).headers[contract.INSTANCE_HEADER])
+        response = http.get(INSTANCE)
+        assert response.status_code == 200, response.text
+        seen.add(response.headers[contract.INSTANCE_HEADER])
+        time.sleep(LOAD_INTERVAL_SECONDS)
     assert seen == expected
 
 
