@@ -96,6 +96,8 @@ def service(name: str, replicas: int, cpus: float, memory_mb: int, port: int, tt
             jwt_signing_key=secrets.jwt_signing_key,
             jwt_ttl_seconds=ttl,
             logs=logs,
+            # Long enough for HAProxy's checks to mark a stopping replica down.
+            drain_seconds=config.proxy.health_check.interval_seconds * config.proxy.health_check.fall + 1,
         ),
         # Replicas start once the data stores are healthy.
         pulumi.ResourceOptions(depends_on=[postgres, redis]),

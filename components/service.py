@@ -73,6 +73,9 @@ class ServiceArgs:
     jwt_signing_key: pulumi.Output[str]
     jwt_ttl_seconds: int
     logs: LogDriver
+    drain_seconds: float
+    """After SIGTERM a replica keeps serving this long with /health at 503, so an
+    actively checking proxy takes it out before it stops accepting connections."""
 
 
 class ReplicatedService(pulumi.ComponentResource):
@@ -143,6 +146,8 @@ class ReplicatedService(pulumi.ComponentResource):
             healthcheck=healthcheck(["CMD", "python", "-m", "microstack_common.healthcheck", str(args.port)]),
             logs=args.logs,
             labels=labels(args.stack, args.service),
+            # Drain, then finish in-flight requests: well within the stop timeout.
+            stop_timeout=max(contract.STOP_TIMEOUT_SECONDS, int(args.drain_seconds) + 15),
         )
         env = contract.Env
         return docker.Container(
@@ -164,6 +169,7 @@ class ReplicatedService(pulumi.ComponentResource):
                 f"{env.REDIS_PASSWORD_FILE}={contract.REDIS_PASSWORD_FILE}",
                 f"{env.JWT_SIGNING_KEY_FILE}={contract.JWT_SIGNING_KEY_FILE}",
                 f"{env.JWT_TTL_SECONDS}={args.jwt_ttl_seconds}",
+                f"{env.SHUTDOWN_DRAIN_SECONDS}={args.drain_seconds:g}",
             ],
             uploads=[
                 secret_file(contract.POSTGRES_PASSWORD_FILE, args.database_password),

@@ -99,3 +99,12 @@ def test_registry_push_only_when_configured() -> None:
     assert image["skipPush"] is False
     assert image["imageName"].startswith("ghcr.io/acme/microstack/api:")
     assert image["registry"]["password"] == "s3cret-registry"
+
+
+def test_replicas_drain_for_as_long_as_the_proxy_needs_to_notice() -> None:
+    program = run_program({"proxy": {"healthCheck": {"intervalSeconds": 5, "fall": 4}}})
+    replica = program.container("api-1").inputs
+    env = dict(e.split("=", 1) for e in replica["envs"])
+    drain = float(env[contract.Env.SHUTDOWN_DRAIN_SECONDS])
+    assert drain > 5 * 4
+    assert replica["stopTimeout"] >= drain + 10
