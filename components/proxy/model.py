@@ -312,18 +312,21 @@ class Paths:
     """Files the proxy writes; defaults suit the official nginx and HAProxy images.
 
     Logs go to the container's stdout/stderr so Docker's log driver (GELF to
-    Logstash, or json-file) picks them up. HAProxy always logs to stdout; the
-    log paths apply to nginx.
+    Logstash, or json-file) picks them up. HAProxy always logs to stdout and
+    runs in the foreground without a pid file; the other paths apply to
+    nginx, except `stats_socket`.
     """
 
-    pid_file: str = "/var/run/microstack-proxy.pid"
+    pid_file: str = "/var/run/nginx.pid"
     access_log: str = "/dev/stdout"
     error_log: str = "/dev/stderr"
-    # nginx buffers request and response bodies here instead of its
-    # compiled-in directories, which differ between Debian and the image.
-    temp_dir: str = "/var/cache/nginx/tmp"
-    # HAProxy's runtime API; tests and operators read server states from it.
-    stats_socket: str | None = "/var/run/haproxy-admin.sock"
+    # nginx buffers request and response bodies in subdirectories it creates
+    # here (the directory itself must exist) instead of its compiled-in
+    # directories, which differ between Debian and the image.
+    temp_dir: str = "/var/cache/nginx"
+    # HAProxy's runtime API, where operators and tests read server states.
+    # The official image runs HAProxy as `haproxy`, who owns /var/lib/haproxy.
+    stats_socket: str | None = "/var/lib/haproxy/admin.sock"
 
     def __post_init__(self) -> None:
         for what, value in (
