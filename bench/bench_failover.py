@@ -28,7 +28,7 @@ import shutil
 import signal
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,7 +184,9 @@ def first_quiet_start(times: list[float], fault: float, end: float) -> float | N
     return None
 
 
-async def scenario(proxy: Proxy, name: str, fault: Callable[[], Awaitable[None]]) -> tuple[list[Outcome], float, float]:
+async def scenario(
+    proxy: Proxy, name: str, fault: Callable[[], Coroutine[None, None, None]]
+) -> tuple[list[Outcome], float, float]:
     """Run the GET load, trigger `fault` at FAULT_AT; return outcomes, fault and end epoch times."""
     fault_epoch = 0.0
     started = False

@@ -261,7 +261,7 @@ class ProxyProcess:
 
     def access_log_records(self) -> list[dict[str, object]]:
         """The JSON access log lines written so far (HAProxy's startup notices are skipped)."""
-        records = []
+        records: list[dict[str, object]] = []
         if not self.log_path.exists():
             return records
         for line in self.log_path.read_text(errors="replace").splitlines():

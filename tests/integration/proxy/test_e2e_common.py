@@ -14,6 +14,7 @@ import signal
 import socket
 import ssl
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -75,7 +76,7 @@ def test_requests_spread_over_every_replica(kind: ProxyKind, start_proxy: ProxyS
     assert seen == {f"api-{index}" for index in range(1, pool.api_count + 1)}
 
 
-def mixed_calls(token: str, item_id: int):  # type: ignore[no-untyped-def]
+def mixed_calls(token: str, item_id: int) -> Callable[[int], Call]:
     """GETs of the instance and an item, and authenticated POSTs, in turn."""
     auth = {"Authorization": f"Bearer {token}"}
     kinds = itertools.cycle(["instance", "item", "create"])

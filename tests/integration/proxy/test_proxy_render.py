@@ -4,6 +4,7 @@ broken or unsafe config rejected before any text is produced."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -86,7 +87,7 @@ def test_nginx_container_defaults_log_to_the_container_streams() -> None:
     text = render_nginx(_container_model())
     assert "access_log /dev/stdout microstack_json;" in text
     assert "error_log /dev/stderr warn;" in text
-    assert "proxy_temp_path /var/cache/nginx/tmp/proxy;" in text
+    assert "proxy_temp_path /var/cache/nginx/proxy;" in text
     assert "server api-2:8000 max_fails=1" in text
     assert "\nuser " not in text
 
@@ -184,14 +185,15 @@ def test_rate_limit_status_503_keeps_its_own_answer(make_model: ModelFactory) ->
 def test_tls_redirects_http_and_allows_only_modern_protocols(
     kind: ProxyKind, make_model: ModelFactory, proxy_root: Path
 ) -> None:
-    model = make_model(tls=self_signed_tls(proxy_root))
+    tls = self_signed_tls(proxy_root)
+    model = make_model(tls=tls)
     text = render(model, kind)
     port = model.listen.https_port
     if kind is ProxyKind.NGINX:
         assert "ssl_protocols TLSv1.2 TLSv1.3;" in text
         assert f"return 301 https://$host:{port}$request_uri;" in text
     else:
-        assert f"ssl crt {model.tls.bundle_path} ssl-min-ver TLSv1.2" in text
+        assert f"ssl crt {tls.bundle_path} ssl-min-ver TLSv1.2" in text
         assert "ssl-default-bind-options ssl-min-ver TLSv1.2" in text
         assert f"redirect location https://%[req.hdr(host),field(1,:)]:{port}%[capture.req.uri] code 301" in text
 
@@ -248,7 +250,7 @@ def test_haproxy_refuses_an_upstream_named_like_its_own_sections(make_model: Mod
         (lambda: DnsDiscovery("api", 8000, max_servers=0), "1-1024"),
     ],
 )
-def test_model_rejects_values_that_would_break_the_config(build, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_model_rejects_values_that_would_break_the_config(build: Callable[[], object], message: str) -> None:
     with pytest.raises(ModelError, match=message):
         build()
 
