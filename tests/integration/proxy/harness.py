@@ -15,8 +15,10 @@ import getpass
 import json
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -128,9 +130,9 @@ def check_config(kind: ProxyKind, config: Path) -> subprocess.CompletedProcess[s
     return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
 
 
-def http_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, dict[str, str], bytes]:
+def http_get(port: int, path: str, timeout: float = 1.0, host: str = "127.0.0.1") -> tuple[int, dict[str, str], bytes]:
     """A minimal blocking GET on loopback, for readiness checks (no client library)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+    with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
         data = b""
         while chunk := sock.recv(65536):
@@ -444,3 +446,65 @@ class Replicas:
             self.thaw(index)
         for process in [*self.api, self.auth]:
             process.stop()
+
+
+class FakeDns:
+    """A tiny authoritative DNS server on loopback for HAProxy's service discovery.
+
+    It answers A queries for the names in `records` (mutable while running,
+    as Docker's DNS changes when containers come and go), an empty answer
+    for other types of a known name, and NXDOMAIN for anything else.
+    """
+
+    def __init__(self) -> None:
+        self.records: dict[str, list[str]] = {}
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.settimeout(0.2)
+        self.port = int(self._sock.getsockname()[1])
+        self._running = True
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._running = False
+        self._thread.join(2)
+        self._sock.close()
+
+    def _serve(self) -> None:
+        while self._running:
+            try:
+                query, client = self._sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            with contextlib.suppress(ValueError, IndexError, struct.error):
+                self._sock.sendto(self.answer(query), client)
+
+    def answer(self, query: bytes) -> bytes:
+        """The response to one DNS query message (RFC 1035 wire format)."""
+        (query_id,) = struct.unpack("!H", query[:2])
+        labels, offset = [], 12
+        while query[offset]:
+            length = query[offset]
+            labels.append(query[offset + 1 : offset + 1 + length].decode("ascii").lower())
+            offset += 1 + length
+        qtype, _ = struct.unpack("!HH", query[offset + 1 : offset + 5])
+        question = query[12 : offset + 5]
+        name = ".".join(labels)
+        addresses = self.records.get(name)
+        if addresses is None:
+            return struct.pack("!HHHHHH", query_id, 0x8583, 1, 0, 0, 0) + question
+        answers = b""
+        if qtype == 1:
+            for address in addresses:
+                answers += struct.pack("!HHHIH", 0xC00C, 1, 1, 1, 4) + socket.inet_aton(address)
+        count = len(addresses) if qtype == 1 else 0
+        return struct.pack("!HHHHHH", query_id, 0x8580, 1, count, 0, 0) + question + answers
