@@ -14,7 +14,7 @@ one-second stretch in which no request (first try or retry) went to the
 replica, read from the access log's upstream addresses. A dash means it was
 still being tried at the end of the run.
 
-Run from the repository root: `python -m bench.bench_failover` (about three
+Run from the repository root: `venv/bin/python -m bench.bench_failover` (about three
 minutes on two cores). Needs nginx, haproxy, PostgreSQL and Redis installed.
 """
 
@@ -275,7 +275,7 @@ def print_table(title: str, rows: list[Row]) -> None:
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     print(f"\n{title}")
     for index, line in enumerate(table):
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
         if index == 0:
             print("  ".join("-" * width for width in widths))
 
