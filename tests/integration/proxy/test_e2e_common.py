@@ -214,11 +214,12 @@ def test_replica_frozen_under_get_load_fails_no_request(
         assert down_after <= E2E_HEALTH.interval_seconds * E2E_HEALTH.fall
 
 
+@pytest.mark.parametrize("status", [429, 503])
 @pytest.mark.parametrize("kind", KINDS)
 def test_rate_limit_admits_rate_plus_burst_and_answers_the_configured_status(
-    kind: ProxyKind, start_proxy: ProxyStarter
+    kind: ProxyKind, status: int, start_proxy: ProxyStarter
 ) -> None:
-    limit = RateLimit(requests_per_second=10, burst=20, status=429)
+    limit = RateLimit(requests_per_second=10, burst=20, status=status)
     proxy = start_proxy(kind, rate_limit=limit)
     outcomes = asyncio.run(
         run_load(base_url(proxy), lambda n: Call("GET", "/api/instance"), duration=1.0, concurrency=6, max_requests=400)
