@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from components.proxy.model import ProxyKind, RateLimit
+from components.proxy.model import PassiveCheck, ProxyKind, RateLimit
 from microstack_common import contract
 from tests.integration.proxy.conftest import E2E_HEALTH, ProxyStarter
 from tests.integration.proxy.harness import (
@@ -340,10 +340,11 @@ def test_rolling_restart_of_every_replica_fails_no_request(
 ) -> None:
     """Each replica in turn: SIGTERM (drain, exit 0), start again, healthy, next.
 
-    For nginx this is the hard case: every replica has failed within the last
-    fail_timeout by the end, though all of them are back.
+    For nginx this is the hard case: with a fail_timeout longer than the
+    whole restart, every replica is still marked failed when the last one
+    goes down, though the others are long back.
     """
-    proxy = start_proxy(kind)
+    proxy = start_proxy(kind, passive_check=PassiveCheck(max_fails=1, fail_timeout_seconds=30))
     restarted = asyncio.Event()
 
     async def restart_all() -> None:
