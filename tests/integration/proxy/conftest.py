@@ -91,7 +91,7 @@ def pool(replicas: Replicas) -> Replicas:
 # health check keeps `interval × fall` above its worst case (interval +
 # timeout + (fall - 1) × (fast interval + timeout) = 2.6 s < 3 s).
 E2E_HEALTH = HealthCheck(interval_seconds=1.0, fall=3, rise=2, timeout_seconds=0.4, fast_interval_seconds=0.2)
-E2E_TIMEOUTS = Timeouts(connect_seconds=0.5, read_seconds=2.0, retries=2)
+E2E_TIMEOUTS = Timeouts(connect_seconds=1.0, read_seconds=2.0, retries=2)
 
 
 @pytest.fixture
