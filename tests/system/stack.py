@@ -18,6 +18,7 @@ from typing import Any
 import docker
 import httpx
 
+from components.common import LABEL_ROLE
 from microstack_common import contract
 from tests.support.program import ROOT, Program, Resource, run_program
 from tests.system.images import BuiltImages, build_context_image
@@ -45,19 +46,16 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 class Stack:
     """A realized stack and how to reach it."""
 
-    kind: str
     program: Program
     realizer: Realizer
     base_url: str
-    config: dict[str, Any]
 
     def containers_with_role(self, role: str) -> list[Resource]:
         """Declared containers carrying the program's `microstack.role` label, by resource name."""
         found = [
             r
             for r in self.program.containers
-            if r.name in self.realizer.specs
-            and {"label": "microstack.role", "value": role} in (r.inputs.get("labels") or [])
+            if r.name in self.realizer.specs and {"label": LABEL_ROLE, "value": role} in (r.inputs.get("labels") or [])
         ]
         return sorted(found, key=lambda r: r.name)
 
@@ -139,9 +137,7 @@ def realize_stack(
         base_url = f"http://{proxy['bindAddress']}:{proxy['httpPort']}"
         wait_for_proxy(base_url)
         TIMINGS[f"realize {stack_name.rsplit('-', 1)[0]}"] = time.monotonic() - started
-        yield Stack(
-            kind=config["proxy"]["kind"], program=program, realizer=realizer, base_url=base_url, config=dict(config)
-        )
+        yield Stack(program=program, realizer=realizer, base_url=base_url)
     finally:
         realizer.destroy()
 

@@ -306,7 +306,10 @@ def test_destroy_removes_everything_it_created(docker_client: docker.DockerClien
         _container(f"{session}-c", test_images, networksAdvanced=[{"name": f"{session}-net"}]),
     ]
     realizer = _realizer(docker_client, resources, session)
-    realizer.realize()
+    realized = realizer.realize()
+    assert set(realized.networks) == {"net"}
+    assert realized.volumes == {"vol": f"{session}-vol"}
+    assert realized.images == {"redis-image": test_images.redis}
     label = {"label": f"{SESSION_LABEL}={session}"}
     (container,) = docker_client.api.containers(all=True, filters=label)
     # The redis image declares VOLUME /data: an anonymous volume the container owns.
