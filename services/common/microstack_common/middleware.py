@@ -6,7 +6,9 @@ For every HTTP request it:
 - adds `X-Instance`, so a client behind the proxy sees which replica answered;
 - refuses bodies over `max_body_bytes` with 413, by `Content-Length` before
   reading anything and by counting for chunked bodies;
-- writes one JSON access line with method, path, status and duration.
+- writes one JSON access line with method, path, status and duration;
+- while the instance drains after SIGTERM, answers GET and HEAD with 503 at
+  once (see `_SHED_WHILE_DRAINING`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import uuid
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from microstack_common.contract import INSTANCE_HEADER, REQUEST_ID_HEADER
+from microstack_common.contract import HEALTH_PATH, INSTANCE_HEADER, REQUEST_ID_HEADER
+from microstack_common.lifecycle import Lifecycle
 from microstack_common.logs import request_id_var
 
 access_logger = logging.getLogger("microstack.access")
@@ -30,6 +33,14 @@ _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode()
 _INSTANCE_KEY = INSTANCE_HEADER.lower().encode()
 _DISCARD_FACTOR = 8
+# Safe methods a draining instance refuses, so that a proxy moves them to
+# another replica (nginx and HAProxy retry idempotent requests on a 503) and,
+# seeing the failure, stops sending this replica anything before its listener
+# closes. Without it a proxy that only checks passively (nginx) keeps sending
+# until the close, and a POST caught in the closing listener's accept queue is
+# reset after it left the proxy, which no proxy may safely repeat. Other
+# methods are still served: a proxy would not retry them elsewhere.
+_SHED_WHILE_DRAINING = frozenset({"GET", "HEAD"})
 
 
 class BodyTooLargeError(HTTPException):
@@ -44,10 +55,13 @@ class BodyTooLargeError(HTTPException):
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, instance: str, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, instance: str, max_body_bytes: int, lifecycle: Lifecycle | None = None
+    ) -> None:
         self.app = app
         self.instance = instance.encode("latin-1", "replace")
         self.max_body_bytes = max_body_bytes
+        self.lifecycle = lifecycle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -73,6 +87,19 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
+            if (
+                self.lifecycle is not None
+                and self.lifecycle.draining
+                and scope["method"] in _SHED_WHILE_DRAINING
+                and scope["path"] != HEALTH_PATH
+            ):
+                await self._reply(
+                    send_with_headers,
+                    HTTPException(503, "this instance is shutting down; retry on another"),
+                    close=True,
+                    retry_after=1,
+                )
+                return
             declared = self._content_length(scope)
             if declared is not None and declared > self.max_body_bytes:
                 drained = await self._discard_body(receive, declared)
@@ -151,12 +178,14 @@ class RequestContextMiddleware:
         return limited_receive
 
     @staticmethod
-    async def _reply(send: Send, error: HTTPException, *, close: bool) -> None:
+    async def _reply(send: Send, error: HTTPException, *, close: bool, retry_after: int | None = None) -> None:
         body = json.dumps({"detail": error.detail, "request_id": request_id_var.get()}).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
         ]
+        if retry_after is not None:
+            headers.append((b"retry-after", str(retry_after).encode()))
         if close:
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": error.status_code, "headers": headers})

@@ -136,6 +136,7 @@ def create_service_app(
         RequestContextMiddleware,
         instance=settings.instance_name,
         max_body_bytes=contract.MAX_BODY_BYTES,
+        lifecycle=lifecycle,
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
     for error_type in (

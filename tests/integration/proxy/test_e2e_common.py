@@ -93,17 +93,6 @@ def mixed_calls(token: str, item_id: int) -> Callable[[int], Call]:
     return next_call
 
 
-def closed_listener_reset(outcome: Outcome, closed_at: float) -> bool:
-    """A POST nginx sent into the accept queue of a replica closing its listener.
-
-    The kernel resets such a connection after the request went out; nginx
-    cannot know the POST was never processed, so it does not repeat it and
-    answers with its fallback 503 instead. HAProxy never gets here: its
-    health checks take the draining replica out before the listener closes.
-    """
-    return outcome.method == "POST" and outcome.status == 503 and abs(outcome.started - closed_at) < 0.5
-
-
 @pytest.mark.parametrize("kind", KINDS)
 def test_replica_stopped_with_sigterm_under_mixed_load_fails_no_request(
     kind: ProxyKind, start_proxy: ProxyStarter, pool: Replicas
@@ -134,9 +123,10 @@ def test_replica_stopped_with_sigterm_under_mixed_load_fails_no_request(
     )
     assert pool.api[0].wait(10) == 0
     assert stopped_at is not None and exited_at is not None
+    # The draining replica refuses reads with 503, which both proxies retry
+    # elsewhere and take as a failure of that replica: it is out of rotation
+    # before its listener closes, so no POST is caught by the close.
     failed = failures(outcomes)
-    if kind is ProxyKind.NGINX:
-        failed = [o for o in failed if not closed_listener_reset(o, stopped_at + pool.drain_seconds)]
     assert not failed, failed[:5]
     assert {o.method for o in outcomes} == {"GET", "POST"}
     # Item reads may come from nginx's cache, stamped by whoever filled it.

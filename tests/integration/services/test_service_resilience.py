@@ -175,6 +175,15 @@ def test_sigterm_drains_finishes_a_slow_request_and_exits_0(
             draining = await asyncio.to_thread(api.get, contract.HEALTH_PATH)
             assert draining.status == 503
             assert draining.json()["status"] == "draining"
+            # Reads are refused so a proxy moves them (and itself) elsewhere;
+            # writes, which no proxy would retry, are still served.
+            shed = await asyncio.to_thread(api.get, "/api/instance")
+            assert shed.status == 503
+            assert shed.headers.get("retry-after") == "1"
+            created = await asyncio.to_thread(
+                api.request, "POST", "/api/items", json_body={"name": "while draining"}, headers=bearer(token)
+            )
+            assert created.status == 201
 
             # After the drain period the listener closes, but the process
             # stays up for the request still in flight.
