@@ -37,7 +37,13 @@ class Networks(pulumi.ComponentResource):
     def __init__(self, name: str, args: NetworksArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("microstack:network:Networks", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.frontend = docker.Network(f"{name}-frontend", name=f"{args.prefix}-frontend", driver="bridge", opts=child)
+        self.frontend = docker.Network(
+            f"{name}-frontend",
+            name=f"{args.prefix}-frontend",
+            driver="bridge",
+            ipam_configs=[docker.NetworkIpamConfigArgs(subnet=args.frontend_subnet)],
+            opts=child,
+        )
         self.backend = docker.Network(
             f"{name}-backend", name=f"{args.prefix}-backend", driver="bridge", internal=True, opts=child
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 
 import pytest
@@ -59,6 +60,21 @@ def test_replicas_keep_fixed_distinct_frontend_addresses(three_replicas: Program
         if n["name"] == frontend
     ]
     assert len(addresses) == len(set(addresses)) == 4
+
+
+def test_replica_addresses_lie_in_the_frontend_subnet(three_replicas: Program) -> None:
+    frontend = three_replicas.named("networks-frontend").inputs
+    [ipam] = frontend["ipamConfigs"]
+    subnet = ipaddress.ip_network(ipam["subnet"])
+    for replica in _replicas(three_replicas, "api"):
+        [attachment] = [n for n in replica.inputs["networksAdvanced"] if n["name"] == frontend["name"]]
+        assert ipaddress.ip_address(attachment["ipv4Address"]) in subnet
+
+
+def test_frontend_subnet_is_configurable() -> None:
+    program = run_program({"network": {"frontendSubnet": "10.77.0.0/24"}})
+    assert program.named("networks-frontend").inputs["ipamConfigs"] == [{"subnet": "10.77.0.0/24"}]
+    assert program.container("api-1").inputs["networksAdvanced"][0]["ipv4Address"] == "10.77.0.11"
 
 
 def test_replicas_are_replaced_one_at_a_time(three_replicas: Program) -> None:
