@@ -1,13 +1,15 @@
 """microstack: a reverse proxy in front of replicated services, PostgreSQL, Redis and ELK on Docker.
 
 Reads like the architecture picture in the README, top to bottom: config,
-networks, secrets, data stores, services, proxy, logging; then the outputs.
+networks, secrets, logging (first, so every container's logs have a
+destination), data stores, services, proxy; then the outputs.
 """
 
 import pulumi
 
 from components.common import log_driver
 from components.config import load_config
+from components.elk import Elk, ElkArgs
 from components.network import Networks, NetworksArgs, default_frontend_subnet
 from components.postgres import Postgres, PostgresArgs
 from components.proxy.component import Proxy, ProxyArgs, Upstream
@@ -41,6 +43,25 @@ secrets = Secrets(
     ),
 )
 
+# Logging first, so that the other containers' first log lines have somewhere to go.
+elk = (
+    Elk(
+        "logging",
+        ElkArgs(
+            config=config.logging,
+            images=config.images,
+            prefix=prefix,
+            stack=stack,
+            network=networks.logging,
+            elastic_password=secrets.elastic_password,
+            kibana_system_password=secrets.kibana_system_password,
+        ),
+    )
+    if config.logging.enabled and networks.logging and secrets.elastic_password and secrets.kibana_system_password
+    else None
+)
+after_logging = pulumi.ResourceOptions(depends_on=[elk] if elk else None)
+
 postgres = Postgres(
     "postgres",
     PostgresArgs(
@@ -54,6 +75,7 @@ postgres = Postgres(
         # Each replica's pool (see the services' settings) plus room for admin sessions.
         max_connections=(config.api.replicas + config.auth.replicas) * 10 + 20,
     ),
+    after_logging,
 )
 
 redis = Redis(
@@ -67,6 +89,7 @@ redis = Redis(
         password=secrets.redis_password,
         logs=logs,
     ),
+    after_logging,
 )
 
 
@@ -148,3 +171,6 @@ pulumi.export(
 pulumi.export("redis", {"host": redis.host, "port": redis.port, "container": redis.container.name})
 pulumi.export("postgresPassword", secrets.postgres_password)
 pulumi.export("redisPassword", secrets.redis_password)
+if elk is not None:
+    pulumi.export("kibanaUrl", elk.kibana_url)
+    pulumi.export("elasticPassword", secrets.elastic_password)
