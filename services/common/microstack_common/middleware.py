@@ -55,9 +55,7 @@ class BodyTooLargeError(HTTPException):
 
 
 class RequestContextMiddleware:
-    def __init__(
-        self, app: ASGIApp, *, instance: str, max_body_bytes: int, lifecycle: Lifecycle | None = None
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, instance: str, max_body_bytes: int, lifecycle: Lifecycle | None = None) -> None:
         self.app = app
         self.instance = instance.encode("latin-1", "replace")
         self.max_body_bytes = max_body_bytes
