@@ -22,6 +22,9 @@ test: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	MYPYPATH=services/common:services/api:services/auth $(VENV)/bin/mypy components __main__.py \
+		services/common/microstack_common services/api/microstack_api services/auth/microstack_auth
 
 up: venv
 	mkdir -p .pulumi-state
