@@ -35,3 +35,37 @@ def test_prod_targets_a_remote_docker_host_over_ssh() -> None:
 
     _, provider = stack_file_config("prod")
     assert provider["docker:host"].startswith("ssh://")
+
+
+@pytest.mark.parametrize(
+    ("stack", "proxy_image", "api_replicas", "https", "logging", "bind"),
+    [
+        ("dev", "nginx", 2, False, False, "127.0.0.1"),
+        ("staging", "haproxy", 3, True, True, "0.0.0.0"),
+        ("prod", "haproxy", 4, True, True, "0.0.0.0"),
+    ],
+)
+def test_stacks_differ_where_environments_differ(
+    stack: str, proxy_image: str, api_replicas: int, https: bool, logging: bool, bind: str
+) -> None:
+    program = evaluate_stack(stack)
+    proxy = program.container("proxy-container").inputs
+    assert proxy_image in program.named("proxy-image").inputs["name"]
+    api = [c for c in program.containers if c.name.startswith("api-")]
+    assert len(api) == api_replicas
+    ports = proxy["ports"]
+    assert {p["ip"] for p in ports} == {bind}
+    assert (len(ports) == 2) is https
+    assert any(c.name == "logging-elasticsearch" for c in program.containers) is logging
+
+
+def test_staging_generates_its_certificate_and_prod_brings_its_own() -> None:
+    staging, prod = evaluate_stack("staging"), evaluate_stack("prod")
+    assert staging.of_type("tls:index/selfSignedCert:SelfSignedCert")
+    assert not prod.of_type("tls:index/selfSignedCert:SelfSignedCert")
+
+
+def test_prod_is_sized_for_steady_load_beyond_dev() -> None:
+    dev, prod = evaluate_stack("dev"), evaluate_stack("prod")
+    assert prod.container("api-1").inputs["memory"] > dev.container("api-1").inputs["memory"]
+    assert prod.container("postgres-container").inputs["memory"] > dev.container("postgres-container").inputs["memory"]
