@@ -448,8 +448,9 @@ def reference_markdown() -> str:
             rows.append(f"| `{key}` | {kind} | {default} | {field.description or ''} |")
 
     for name, field in StackConfig.model_fields.items():
-        assert field.annotation is not None
-        walk(field.annotation, f"{PROJECT}:{name}")
+        section = field.annotation
+        assert isinstance(section, type) and issubclass(section, BaseModel)
+        walk(section, f"{PROJECT}:{name}")
     return "\n".join(rows)
 
 
