@@ -103,9 +103,10 @@ class Runtime:
     def container_args(self) -> dict[str, Any]:
         """Keyword arguments for `docker.Container` carrying these settings."""
         return {
+            # memory_swap is left to Docker: pinning it to `memory` (no swap)
+            # reads back as -1 on hosts without swap accounting, which would
+            # show as a change, and replace every container, on each preview.
             "memory": self.memory_mb,
-            # Equal to memory: no swap, so the limit is a real limit.
-            "memory_swap": self.memory_mb,
             "cpus": f"{self.cpus:g}",
             "healthcheck": self.healthcheck,
             "restart": self.restart,

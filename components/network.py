@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from dataclasses import dataclass
 
 import pulumi
@@ -12,6 +13,16 @@ import pulumi_docker as docker
 def default_frontend_subnet(prefix: str) -> str:
     """172.30.X.0/24 with X derived from the stack's prefix, so stacks on one host rarely collide."""
     return f"172.30.{hashlib.sha256(prefix.encode()).digest()[0]}.0/24"
+
+
+def dynamic_range(subnet: str) -> str:
+    """The addresses Docker hands out itself: the top 64 of the subnet's first /24.
+
+    Replicas hold fixed addresses below it (see components/service.py), so a
+    container that joins the network later can never take a replica's address.
+    """
+    first = ipaddress.ip_network(subnet).network_address
+    return f"{first + 192}/26"
 
 
 @dataclass(frozen=True)
@@ -41,7 +52,9 @@ class Networks(pulumi.ComponentResource):
             f"{name}-frontend",
             name=f"{args.prefix}-frontend",
             driver="bridge",
-            ipam_configs=[docker.NetworkIpamConfigArgs(subnet=args.frontend_subnet)],
+            ipam_configs=[
+                docker.NetworkIpamConfigArgs(subnet=args.frontend_subnet, ip_range=dynamic_range(args.frontend_subnet))
+            ],
             opts=child,
         )
         self.backend = docker.Network(

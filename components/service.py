@@ -11,7 +11,7 @@ from pathlib import Path
 import pulumi
 import pulumi_docker as docker
 
-from components.common import LogDriver, Runtime, healthcheck, labels, secret_file
+from components.common import LogDriver, Runtime, healthcheck, labels, pulled_image, secret_file
 from components.config import RegistryConfig
 from microstack_common import contract
 
@@ -135,8 +135,13 @@ class ReplicatedService(pulumi.ComponentResource):
             else None,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        # Pulled by digest when pushed, so every host runs the same bytes.
-        return image.repo_digest if args.registry else image.image_name
+        # Containers name their image by ID: the provider reads a container's
+        # image back as the engine's image ID, so a tag there would show as a
+        # change on every preview and replace every replica. Looking the built
+        # image up (pulled by digest when pushed, so every host runs the same
+        # bytes) gives that ID, and a new ID exactly when the source changes.
+        reference = image.repo_digest if args.registry else image.image_name
+        return pulled_image(self, f"{name}-built", reference).image_id
 
     def _replica(self, name: str, args: ServiceArgs, index: int, previous: docker.Container | None) -> docker.Container:
         instance = f"{args.service}-{index}"

@@ -10,7 +10,7 @@ with a throw-away passphrase, so the test touches no one's stacks.
 
 The project is copied to a temporary directory first: creating a stack with
 the passphrase provider writes its `encryptionsalt` into
-configs/Pulumi.dev.yaml, and the repository's copy must stay as it is.
+the stack's file in configs/, and the repository's copy must stay as it is.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,10 @@ from tests.policy.pack import build_policy_venv
 from tests.support.binaries import REQUIRE_ENV, binaries_required
 
 ROOT = Path(__file__).resolve().parents[2]
-STACK = "dev"
+# The dev stack file, deployed under a stack name of its own: Docker object
+# names and the frontend subnet derive from the stack name, so the test never
+# touches a `make up` dev stack on the same engine.
+SOURCE_STACK = "dev"
 PROJECT_COPY_IGNORE = shutil.ignore_patterns(
     ".git", "venv", ".venv", ".pulumi-state", "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache"
 )
@@ -88,7 +92,7 @@ def _virtualenv_for(project: Path) -> None:
 
 
 def _dev_config(project: Path, key: str) -> dict[str, Any]:
-    document = yaml.safe_load((project / "configs" / f"Pulumi.{STACK}.yaml").read_text())
+    document = yaml.safe_load((project / "configs" / f"Pulumi.{SOURCE_STACK}.yaml").read_text())
     value: dict[str, Any] = document["config"].get(f"microstack:{key}", {})
     return value
 
@@ -107,6 +111,8 @@ def dev_stack(tmp_path: Path) -> Iterator[tuple[automation.Stack, int]]:
     (project / "policy" / ".venv").symlink_to(POLICY_VENV, target_is_directory=True)
     state = tmp_path / "state"
     state.mkdir()
+    stack_name = f"{SOURCE_STACK}-automation-{uuid.uuid4().hex[:8]}"
+    shutil.copy(project / "configs" / f"Pulumi.{SOURCE_STACK}.yaml", project / "configs" / f"Pulumi.{stack_name}.yaml")
 
     options = automation.LocalWorkspaceOptions(
         secrets_provider="passphrase",
@@ -116,7 +122,7 @@ def dev_stack(tmp_path: Path) -> Iterator[tuple[automation.Stack, int]]:
             "PULUMI_SKIP_UPDATE_CHECK": "true",
         },
     )
-    stack = automation.create_or_select_stack(stack_name=STACK, work_dir=str(project), opts=options)
+    stack = automation.create_or_select_stack(stack_name=stack_name, work_dir=str(project), opts=options)
     try:
         # The dev stack file applies as is; only where it would collide with
         # the machine running the test is it changed: a free port for the
@@ -130,7 +136,7 @@ def dev_stack(tmp_path: Path) -> Iterator[tuple[automation.Stack, int]]:
         try:
             stack.destroy(on_output=print)
         finally:
-            stack.workspace.remove_stack(STACK)
+            stack.workspace.remove_stack(stack_name)
 
 
 def _get_when_ready(url: str) -> httpx.Response:

@@ -193,11 +193,13 @@ class Realizer:
     def realize(self) -> Realized:
         """Create everything in dependency order; containers of one level start together."""
         self._check_types()
+        # Built first: the program looks its built images up by reference to
+        # give containers their IDs.
+        for resource in self.program.of_type(IMAGE):
+            self._image(resource)
         for resource in self.program.of_type(REMOTE_IMAGE):
             if not self.skip(resource):
                 self._remote_image(resource)
-        for resource in self.program.of_type(IMAGE):
-            self._image(resource)
         # Every container's fields are checked before anything is created.
         for resource in self.program.of_type(CONTAINER):
             if not self.skip(resource):

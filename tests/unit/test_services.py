@@ -7,6 +7,7 @@ import itertools
 
 import pytest
 
+from components.service import replica_address
 from microstack_common import contract
 from tests.support.program import IMAGE, Program, run_program
 
@@ -73,7 +74,9 @@ def test_replica_addresses_lie_in_the_frontend_subnet(three_replicas: Program) -
 
 def test_frontend_subnet_is_configurable() -> None:
     program = run_program({"network": {"frontendSubnet": "10.77.0.0/24"}})
-    assert program.named("networks-frontend").inputs["ipamConfigs"] == [{"subnet": "10.77.0.0/24"}]
+    assert program.named("networks-frontend").inputs["ipamConfigs"] == [
+        {"subnet": "10.77.0.0/24", "ipRange": "10.77.0.192/26"}
+    ]
     assert program.container("api-1").inputs["networksAdvanced"][0]["ipv4Address"] == "10.77.0.11"
 
 
@@ -106,6 +109,22 @@ def test_image_is_built_from_services_with_the_configured_base() -> None:
     assert api_image.inputs["skipPush"] is True
     tag = api_image.inputs["imageName"].rsplit(":", 1)[1]
     assert len(tag) == 16 and tag != "latest"
+
+
+def test_replicas_name_their_image_by_id_so_an_unchanged_build_replaces_nothing(three_replicas: Program) -> None:
+    built = three_replicas.named("api-image").outputs["imageName"]
+    lookup = three_replicas.named("api-built-image")
+    assert lookup.inputs["name"] == built
+    assert three_replicas.container("api-1").inputs["image"] == lookup.outputs["imageId"]
+
+
+def test_dynamic_addresses_cannot_collide_with_replica_addresses(three_replicas: Program) -> None:
+    frontend = three_replicas.named("networks-frontend").inputs
+    [ipam] = frontend["ipamConfigs"]
+    dynamic = ipaddress.ip_network(ipam["ipRange"])
+    assert dynamic.subnet_of(ipaddress.ip_network(ipam["subnet"]))
+    most = [replica_address(ipam["subnet"], "api", 50), replica_address(ipam["subnet"], "auth", 20)]
+    assert all(ipaddress.ip_address(a) not in dynamic for a in most)
 
 
 def test_registry_push_only_when_configured() -> None:
