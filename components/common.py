@@ -129,7 +129,7 @@ def labels(stack: str, role: str) -> dict[str, str]:
     return {LABEL_STACK: stack, LABEL_ROLE: role}
 
 
-def pulled_image(parent: pulumi.Resource, name: str, reference: str) -> docker.RemoteImage:
+def pulled_image(parent: pulumi.Resource, name: str, reference: pulumi.Input[str]) -> docker.RemoteImage:
     """An image pulled by reference; kept on the host when the stack no longer uses it (other stacks may)."""
     return docker.RemoteImage(
         f"{name}-image", name=reference, keep_locally=True, opts=pulumi.ResourceOptions(parent=parent)
