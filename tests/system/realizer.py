@@ -239,6 +239,9 @@ class Realizer:
         # keepLocally only matters on destroy, and the realizer never removes images.
         fields.get("keepLocally")
         fields.check()
+        # The program looks up the images it built by their reference; those
+        # live in the engine under the realizer's content tag.
+        name = self._image_refs.get(name, name)
         try:
             self.client.images.get(name)
         except docker.errors.ImageNotFound:
