@@ -36,6 +36,9 @@ HEALTH_START_PERIOD = "30s"
 
 LABEL_STACK = "microstack.stack"
 LABEL_ROLE = "microstack.role"
+# The role of a one-shot container (runs once, no health check, no restart);
+# the policy pack (its own virtualenv, so it cannot import this) uses the same value.
+ROLE_JOB = "job"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.common import (
+    ROLE_JOB,
     Runtime,
     config_file,
     data_volume,
@@ -220,7 +221,7 @@ class Elk(pulumi.ComponentResource):
             log_opts=self._logs.options,
             labels=[
                 docker.ContainerLabelArgs(label=key, value=value)
-                for key, value in sorted(labels(args.stack, "job").items())
+                for key, value in sorted(labels(args.stack, ROLE_JOB).items())
             ],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.elasticsearch]),
         )

@@ -20,7 +20,7 @@ import yaml
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 
-from components.common import RESTART_POLICY, SECRET_FILE_MODE
+from components.common import LABEL_ROLE, RESTART_POLICY, ROLE_JOB, SECRET_FILE_MODE
 from components.config import ImagesConfig, LoggingConfig, StackConfig
 from components.elk import Elk, ElkArgs, render
 from components.elk.component import ES_DATA_DIR, KIBANA_CONFIG_FILE, LOGSTASH_PIPELINE_FILE
@@ -168,7 +168,7 @@ def test_the_setup_job_runs_once(elk: Program) -> None:
     assert job.inputs["mustRun"] is False
     assert job.inputs.get("wait", False) is False
     # The policy pack recognises one-shot containers by this label.
-    assert labels_of(job)["microstack.role"] == "job"
+    assert labels_of(job)[LABEL_ROLE] == ROLE_JOB
     # Creation waits for the script to finish (see the component's docstring).
     assert job.inputs["attach"] is True
     # `docker stop` during a run lets curl finish its request.
@@ -177,7 +177,7 @@ def test_the_setup_job_runs_once(elk: Program) -> None:
 
 def test_long_running_containers_are_not_labelled_as_jobs(elk: Program) -> None:
     for name in LONG_RUNNING:
-        assert labels_of(elk.container(name))["microstack.role"] != "job", name
+        assert labels_of(elk.container(name))[LABEL_ROLE] != ROLE_JOB, name
 
 
 def test_start_order_is_elasticsearch_then_setup_then_logstash_and_kibana() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from components.common import LABEL_ROLE, ROLE_JOB
 from microstack_common import contract
 from tests.support.program import NETWORK, VOLUME, Program
 
@@ -55,7 +56,7 @@ def test_every_container_has_healthcheck_limits_restart_and_graceful_stop(stack_
 
 
 def _is_job(inputs: dict) -> bool:
-    return {"label": "microstack.role", "value": "job"} in inputs.get("labels", [])
+    return {"label": LABEL_ROLE, "value": ROLE_JOB} in inputs.get("labels", [])
 
 
 def test_no_env_var_holds_a_generated_secret(stack_program: Program) -> None:
