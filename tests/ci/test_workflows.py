@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.support.binaries import find_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -26,7 +27,8 @@ PINNED_REF = re.compile(r"@(v\d+\.\d+\.\d+|[0-9a-f]{40})$")
 
 
 def _tool(name: str) -> str:
-    path = shutil.which(name)
+    # Not require_binary: these come from pip, not apt, so they are never missing for a good reason.
+    path = find_binary(name)
     if path is None:
         pytest.fail(f"{name} is not installed; `pip install -r requirements-dev.txt` provides it")
     return path

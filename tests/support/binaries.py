@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
+import sysconfig
 
 import pytest
 
@@ -23,15 +23,23 @@ def binaries_required() -> bool:
     return os.environ.get(REQUIRE_ENV, "") not in ("", "0", "false")
 
 
+def find_binary(name: str) -> str | None:
+    """The absolute path of `name`, or None.
+
+    Looks first in the running interpreter's scripts directory: pip installs the
+    binaries of requirements-dev.txt (actionlint, shellcheck) there, which is the
+    venv's bin/, and `make test` does not put it on PATH. sysconfig names that
+    directory for any interpreter (a venv, or a system Python, whose scripts go
+    to /usr/local/bin rather than next to sys.executable).
+    """
+    search = [sysconfig.get_path("scripts"), *os.environ.get("PATH", os.defpath).split(os.pathsep), *_EXTRA_DIRS]
+    # An empty PATH entry would mean the working directory.
+    return shutil.which(name, path=os.pathsep.join(d for d in search if d))
+
+
 def require_binary(name: str) -> str:
     """Return the absolute path of `name`, or skip (fail in CI) when absent."""
-    found = shutil.which(name)
-    if found is None:
-        for directory in _EXTRA_DIRS:
-            candidate = Path(directory) / name
-            if candidate.is_file() and os.access(candidate, os.X_OK):
-                found = str(candidate)
-                break
+    found = find_binary(name)
     if found is None:
         message = f"{name} is not installed (apt-get install it; .ci/run does)"
         if binaries_required():
