@@ -6,6 +6,9 @@ VENV := venv
 STACK ?= dev
 # State lives in the project unless you point PULUMI_BACKEND_URL elsewhere.
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
+# The Pulumi CLI: the project's pinned copy, or one on PATH that is new enough; without either,
+# the script installs the pinned version into .pulumi-cli/ first.
+PULUMI = $(VENV)/bin/python scripts/pulumi_cli.py
 
 .PHONY: venv test lint up preview destroy
 
@@ -23,18 +26,18 @@ test: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	MYPYPATH=services/common:services/api:services/auth $(VENV)/bin/mypy components __main__.py \
+	MYPYPATH=services/common:services/api:services/auth $(VENV)/bin/mypy components __main__.py scripts \
 		services/common/microstack_common services/api/microstack_api services/auth/microstack_auth
 
 up: venv
 	mkdir -p .pulumi-state
-	pulumi stack select --create $(STACK)
-	pulumi up --stack $(STACK)
+	$(PULUMI) stack select --create $(STACK)
+	$(PULUMI) up --stack $(STACK)
 
 preview: venv
 	mkdir -p .pulumi-state
-	pulumi stack select --create $(STACK)
-	pulumi preview --stack $(STACK)
+	$(PULUMI) stack select --create $(STACK)
+	$(PULUMI) preview --stack $(STACK)
 
-destroy:
-	pulumi destroy --stack $(STACK)
+destroy: venv
+	$(PULUMI) destroy --stack $(STACK)
