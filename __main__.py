@@ -8,17 +8,19 @@ destination), data stores, services, proxy; then the outputs.
 import pulumi
 
 from components.common import log_driver
-from components.config import load_config
+from components.config import load_config, load_docker_connection
 from components.elk import Elk, ElkArgs
 from components.network import Networks, NetworksArgs, default_frontend_subnet
 from components.postgres import Postgres, PostgresArgs
-from components.proxy.component import Proxy, ProxyArgs, Upstream
+from components.proxy.component import Proxy, ProxyArgs, Upstream, rejoin_seconds
 from components.redis import Redis, RedisArgs
 from components.secrets import SecretOverrides, Secrets, SecretsArgs
 from components.service import Database, ReplicatedService, ServiceArgs
 from microstack_common import contract
 
 config, secret_config = load_config()
+# The provider's own connection settings, for the readiness gates (components/gate.py).
+docker_connection = load_docker_connection()
 stack = pulumi.get_stack()
 prefix = f"{pulumi.get_project()}-{stack}"
 logs = log_driver(config.logging)
@@ -55,6 +57,7 @@ elk = (
             network=networks.logging,
             elastic_password=secrets.elastic_password,
             kibana_system_password=secrets.kibana_system_password,
+            docker=docker_connection,
         ),
     )
     if config.logging.enabled and networks.logging and secrets.elastic_password and secrets.kibana_system_password
@@ -72,6 +75,7 @@ postgres = Postgres(
         network=networks.backend,
         password=secrets.postgres_password,
         logs=logs,
+        docker=docker_connection,
         # Each replica's pool (see the services' settings) plus room for admin sessions.
         max_connections=(config.api.replicas + config.auth.replicas) * 10 + 20,
     ),
@@ -88,6 +92,7 @@ redis = Redis(
         network=networks.backend,
         password=secrets.redis_password,
         logs=logs,
+        docker=docker_connection,
     ),
     after_logging,
 )
@@ -121,6 +126,9 @@ def service(name: str, replicas: int, cpus: float, memory_mb: int, port: int, tt
             logs=logs,
             # Long enough for HAProxy's checks to mark a stopping replica down.
             drain_seconds=config.proxy.health_check.interval_seconds * config.proxy.health_check.fall + 1,
+            rejoin_seconds=rejoin_seconds(config.proxy),
+            platform=config.images.platform,
+            docker=docker_connection,
         ),
         # Replicas start once the data stores are healthy.
         pulumi.ResourceOptions(depends_on=[postgres, redis]),
@@ -150,10 +158,12 @@ proxy = Proxy(
         api=Upstream(contract.Alias.API, config.api.port, api.addresses, config.proxy.discovery_slots),
         auth=Upstream(contract.Alias.AUTH, contract.AUTH_PORT, auth.addresses, config.proxy.discovery_slots),
         logs=logs,
+        docker=docker_connection,
         tls_certificate=secret_config.get("tlsCertificate"),
         tls_private_key=secret_config.get("tlsPrivateKey"),
     ),
-    pulumi.ResourceOptions(depends_on=[*api.containers, *auth.containers]),
+    # Every replica ready and in rotation first.
+    pulumi.ResourceOptions(depends_on=[api, auth]),
 )
 
 pulumi.export("url", proxy.url)

@@ -12,7 +12,9 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
+from components import provider_values
 from components.config import LoggingConfig
+from components.gate import Condition, DockerConnection, ReadyGate
 from microstack_common import contract
 
 RESTART_POLICY = "unless-stopped"
@@ -28,11 +30,33 @@ CONFIG_FILE_MODE = "0444"
 
 # Docker's minimum health check interval is 1 ms; these suit services that
 # start in seconds. start_period gives a first start (initdb, migrations) time
-# without counting failures against it.
-HEALTH_INTERVAL = "5s"
-HEALTH_TIMEOUT = "3s"
+# without counting failures against it. Seconds; declared in Go's duration
+# spelling (provider_values.duration), the way the provider reads them back.
+HEALTH_INTERVAL_SECONDS = 5
+HEALTH_TIMEOUT_SECONDS = 3
 HEALTH_RETRIES = 5
-HEALTH_START_PERIOD = "30s"
+HEALTH_START_PERIOD_SECONDS = 30
+# How long a gate waits for a container to become healthy (the provider's
+# `wait_timeout` before the gates replaced it).
+READY_TIMEOUT_SECONDS = 180
+
+# Swap beyond the memory limit. The provider's Read stores HostConfig.MemorySwap
+# on every read (resourceDockerContainerRead, resource_docker_container_funcs.go
+# in kreuzwerker/terraform-provider-docker v3.9.0) and `memory_swap` is not a
+# Computed attribute, so whatever the program does not declare is a diff on
+# every `up` after a refresh. Docker writes a value that depends on the host:
+# unset becomes 2 × memory, and any positive value becomes -1 on hosts without
+# swap accounting (moby daemon/daemon_unix.go, adaptContainerSettings and
+# verifyPlatformContainerResources). -1 ("no separate swap limit") is the one
+# value every host reads back unchanged. On hosts without swap, the usual
+# server setup and what Elasticsearch asks for, it changes nothing; on a host
+# with swap a container may page out instead of being OOM-killed at its limit.
+MEMORY_SWAP_UNLIMITED = -1
+
+# A change of the health check must replace the container: the attribute is
+# not ForceNew and resourceDockerContainerUpdate ignores it, so an in-place
+# update would be reported as applied and never reach the running container.
+REPLACE_ON_CHANGES = ["healthcheck"]
 
 LABEL_STACK = "microstack.stack"
 LABEL_ROLE = "microstack.role"
@@ -50,10 +74,19 @@ class LogDriver:
 
 
 def log_driver(logging: LoggingConfig) -> LogDriver:
-    """gelf to Logstash on the Docker host's loopback when logging is on, rotated json-file otherwise.
+    """gelf to Logstash on the Docker host's loopback when logging is on, Docker's rotated `local` driver otherwise.
 
     The address is the host's loopback because the Docker daemon, not the
     container, sends the log lines; Logstash publishes its GELF port there only.
+
+    Not json-file: the daemon merges its own `log-opts` (daemon.json) into
+    every container whose driver is the daemon's default, json-file on a
+    standard install (moby daemon/logs.go, mergeAndVerifyLogConfig). The
+    provider reads the merged map back and `log_opts` is ForceNew, so on a host
+    whose daemon.json sets, say, `compress`, every json-file container would be
+    replaced on every `up`. `local` rotates by default, `docker logs` reads it,
+    and every option it has is declared here, so a daemon that made it the
+    default still has nothing to add.
     """
     if logging.enabled:
         return LogDriver(
@@ -64,19 +97,29 @@ def log_driver(logging: LoggingConfig) -> LogDriver:
             },
         )
     return LogDriver(
-        "json-file",
-        {"max-size": f"{logging.json_file_max_size_mb}m", "max-file": str(logging.json_file_max_files)},
+        "local",
+        {
+            "max-size": f"{logging.json_file_max_size_mb}m",
+            "max-file": str(logging.json_file_max_files),
+            "compress": "true",
+        },
     )
 
 
-def healthcheck(test: list[str], *, start_period: str = HEALTH_START_PERIOD) -> docker.ContainerHealthcheckArgs:
-    """A container health check; `test` is Docker's form (["CMD", ...] or ["CMD-SHELL", "..."])."""
+def healthcheck(
+    test: list[str], *, start_period_seconds: int = HEALTH_START_PERIOD_SECONDS
+) -> docker.ContainerHealthcheckArgs:
+    """A container health check; `test` is Docker's form (["CMD", ...] or ["CMD-SHELL", "..."]).
+
+    Durations in Go's spelling ("2m0s", not "120s"): the provider stores
+    `Duration.String()` of what it reads back.
+    """
     return docker.ContainerHealthcheckArgs(
         tests=test,
-        interval=HEALTH_INTERVAL,
-        timeout=HEALTH_TIMEOUT,
+        interval=provider_values.duration(HEALTH_INTERVAL_SECONDS),
+        timeout=provider_values.duration(HEALTH_TIMEOUT_SECONDS),
         retries=HEALTH_RETRIES,
-        start_period=start_period,
+        start_period=provider_values.duration(start_period_seconds),
     )
 
 
@@ -106,11 +149,10 @@ class Runtime:
     def container_args(self) -> dict[str, Any]:
         """Keyword arguments for `docker.Container` carrying these settings."""
         return {
-            # memory_swap is left to Docker: pinning it to `memory` (no swap)
-            # reads back as -1 on hosts without swap accounting, which would
-            # show as a change, and replace every container, on each preview.
             "memory": self.memory_mb,
-            "cpus": f"{self.cpus:g}",
+            "memory_swap": MEMORY_SWAP_UNLIMITED,
+            # ForceNew: declared as the provider reads it back ("1.0", not "1").
+            "cpus": provider_values.cpus(self.cpus),
             "healthcheck": self.healthcheck,
             "restart": self.restart,
             "stop_signal": self.stop_signal,
@@ -120,11 +162,43 @@ class Runtime:
             "log_driver": self.logs.driver,
             "log_opts": self.logs.options,
             "labels": [docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(self.labels.items())],
-            # Creation completes only when the health check passes, so whatever
-            # depends on this container starts after it is ready.
-            "wait": True,
-            "wait_timeout": 180,
+            # Readiness is the gate's job (components/gate.py), not the
+            # provider's `wait`, whose failure a retried `up` turns into success.
+            "wait": False,
+            # With must_run (the default), the provider's Read stops and removes
+            # a container it finds stopped, during `pulumi refresh` and even
+            # `pulumi preview --refresh` (resourceDockerContainerRead). A stopped
+            # container is an operator's decision (crashes are restarted by the
+            # restart policy); a preview must not act on it.
+            "must_run": False,
         }
+
+    def options(self, **options: Any) -> pulumi.ResourceOptions:
+        """Resource options for the container: the caller's, plus replacement on a changed health check."""
+        return pulumi.ResourceOptions(replace_on_changes=REPLACE_ON_CHANGES, **options)
+
+
+def ready_gate(
+    parent: pulumi.Resource,
+    name: str,
+    container: docker.Container,
+    connection: DockerConnection,
+    *,
+    condition: Condition = "healthy",
+    settle_seconds: int = 0,
+    timeout_seconds: int = READY_TIMEOUT_SECONDS,
+) -> ReadyGate:
+    """The gate that what comes after `container` waits on (see components/gate.py)."""
+    return ReadyGate(
+        f"{name}-ready",
+        container=container,
+        container_name=container.name,
+        condition=condition,
+        timeout_seconds=timeout_seconds,
+        settle_seconds=settle_seconds,
+        docker_connection=connection,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[container]),
+    )
 
 
 def labels(stack: str, role: str) -> dict[str, str]:

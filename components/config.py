@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,13 +27,34 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from components.gate import DockerConnection
+from components.provider_values import cpus as cpus_read_back
+from components.provider_values import cpus_survive_read_back
 from microstack_common import contract
 
 PROJECT = "microstack"
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 MemoryMb = Annotated[int, Field(le=1024 * 1024, description="Memory limit in MiB")]
-Cpus = Annotated[float, Field(gt=0, le=256, description="CPU limit in cores (0.5 = half a core)")]
+
+
+def _cpus_read_back(value: float) -> float:
+    # The provider reads `cpus` back in its own decimal spelling and the field
+    # is ForceNew: a value that spelling changes (0.05 reads back as "0.1")
+    # would replace the container on every `up` (components/provider_values.py).
+    if not cpus_survive_read_back(value):
+        raise ValueError(
+            f"must be a CPU count the Docker provider reads back unchanged; {value:g} reads back as "
+            f"{cpus_read_back(value)!r}: use 0.1 steps below 1 (0.1, 0.25, 0.5, ...) or halves and wholes above"
+        )
+    return value
+
+
+Cpus = Annotated[
+    float,
+    Field(gt=0, le=256, description="CPU limit in cores (0.5 = half a core)"),
+    AfterValidator(_cpus_read_back),
+]
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # A reference is pinned when it carries a digest, or a tag other than "latest".
@@ -194,8 +216,12 @@ class LoggingConfig(_Model):
     kibana_port: Port = Field(contract.KIBANA_PORT, description="Host port for Kibana, on 127.0.0.1 only")
     gelf_port: Port = Field(contract.GELF_PORT, description="Host UDP port for Logstash's GELF input, on 127.0.0.1")
     retain_on_delete: bool = Field(False, description="Keep the Elasticsearch data volume on `pulumi destroy`")
-    json_file_max_size_mb: int = Field(10, ge=1, le=1024, description="Rotation size of json-file logs when off")
-    json_file_max_files: int = Field(3, ge=1, le=100, description="Rotated json-file logs kept when off")
+    # The key names predate the switch to Docker's `local` driver (see
+    # components/common.py log_driver); renaming them would break stack files.
+    json_file_max_size_mb: int = Field(
+        10, ge=1, le=1024, description="Rotation size of the local log files (Docker's `local` driver) when off"
+    )
+    json_file_max_files: int = Field(3, ge=1, le=100, description="Rotated local log files kept when off")
 
     @model_validator(mode="after")
     def _heap_fits(self) -> LoggingConfig:
@@ -229,6 +255,10 @@ class ImagesConfig(_Model):
     logstash: str = Field("docker.elastic.co/logstash/logstash:8.15.3", description="Logstash image")
     kibana: str = Field("docker.elastic.co/kibana/kibana:8.15.3", description="Kibana image")
     service_base_image: str = Field("python:3.12-slim-bookworm", description="Base image the services build on")
+    platform: Literal["linux/amd64", "linux/arm64"] = Field(
+        "linux/amd64",
+        description="Platform the service images are built for: the Docker host's, not the deploying machine's",
+    )
     registry: RegistryConfig | None = Field(None, description="Push service images here (optional)")
 
     @field_validator(
@@ -410,6 +440,19 @@ def load_config() -> tuple[StackConfig, dict[str, Any]]:
         raise pulumi.RunError(str(exc)) from None
     secrets = pulumi.Config(PROJECT)
     return config, {key: secrets.get_secret(key) for key in SECRET_KEYS if key in present}
+
+
+def load_docker_connection() -> DockerConnection:
+    """The provider's own connection settings (`docker:host`, TLS material), for the readiness gates."""
+    import pulumi
+
+    docker_config = pulumi.Config("docker")
+    return DockerConnection(
+        host=docker_config.get("host"),
+        ca_material=docker_config.get("caMaterial"),
+        cert_material=docker_config.get("certMaterial"),
+        key_material=docker_config.get_secret("keyMaterial"),
+    )
 
 
 def reference_markdown() -> str:

@@ -15,6 +15,19 @@ def default_frontend_subnet(prefix: str) -> str:
     return f"172.30.{hashlib.sha256(prefix.encode()).digest()[0]}.0/24"
 
 
+def gateway(subnet: str) -> str:
+    """The bridge's own address: the subnet's first host, which Docker would pick itself.
+
+    Declared because the provider reads the gateway back into `ipam_config`
+    and every network field is ForceNew: left out, the daemon's choice shows up
+    in the read-back (after a daemon restart at the latest, upstream issue
+    #54) and would replace the network. The DiffSuppressFunc that hides it
+    applies to IPv6 networks only (kreuzwerker/terraform-provider-docker
+    v3.9.0, resource_docker_network.go, suppressIfIPAMConfigWithIpv6Changes).
+    """
+    return str(ipaddress.ip_network(subnet).network_address + 1)
+
+
 def dynamic_range(subnet: str) -> str:
     """The addresses Docker hands out itself: the top 64 of the subnet's first /24.
 
@@ -39,6 +52,14 @@ class Networks(pulumi.ComponentResource):
 
     `internal: true` gives a network no route off the host: a container only on
     the backend network cannot reach anything but its peers.
+
+    A changed network is replaced delete-before-replace: Docker refuses a
+    second network with the same name, so create-before-delete would fail.
+    Pulumi then first replaces the containers attached to it (their
+    `networks_advanced` name is unknown until the new network exists, a
+    ForceNew change; pulumi/pulumi pkg/resource/deploy/step_generator.go,
+    calculateDependentReplacements): a network change is an outage of what is
+    on it, by design rarer than any other change.
     """
 
     frontend: docker.Network
@@ -47,13 +68,17 @@ class Networks(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: NetworksArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("microstack:network:Networks", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = pulumi.ResourceOptions(parent=self, delete_before_replace=True)
         self.frontend = docker.Network(
             f"{name}-frontend",
             name=f"{args.prefix}-frontend",
             driver="bridge",
             ipam_configs=[
-                docker.NetworkIpamConfigArgs(subnet=args.frontend_subnet, ip_range=dynamic_range(args.frontend_subnet))
+                docker.NetworkIpamConfigArgs(
+                    subnet=args.frontend_subnet,
+                    gateway=gateway(args.frontend_subnet),
+                    ip_range=dynamic_range(args.frontend_subnet),
+                )
             ],
             opts=child,
         )

@@ -7,8 +7,18 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.common import LogDriver, Runtime, data_volume, healthcheck, labels, pulled_image, secret_file
+from components.common import (
+    LogDriver,
+    Runtime,
+    data_volume,
+    healthcheck,
+    labels,
+    pulled_image,
+    ready_gate,
+    secret_file,
+)
 from components.config import PostgresConfig
+from components.gate import DockerConnection
 from microstack_common import contract
 
 DATA_DIR = "/var/lib/postgresql/data"
@@ -23,6 +33,8 @@ class PostgresArgs:
     network: docker.Network
     password: pulumi.Output[str]
     logs: LogDriver
+    docker: DockerConnection
+    """How the readiness gate reaches the Docker engine."""
     max_connections: int = 100
 
 
@@ -46,7 +58,6 @@ class Postgres(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: PostgresArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("microstack:database:Postgres", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         cfg = args.config
         image = pulled_image(self, name, args.image)
         self.volume = data_volume(self, name, f"{args.prefix}-postgres-data", cfg.retain_on_delete)
@@ -98,8 +109,9 @@ class Postgres(pulumi.ComponentResource):
             # A larger /dev/shm: Docker's 64 MiB default breaks parallel queries.
             shm_size=128,
             **runtime.container_args(),
-            opts=child,
+            opts=runtime.options(parent=self),
         )
+        self.ready = ready_gate(self, name, self.container, args.docker)
         self.host = contract.Alias.POSTGRES
         self.port = contract.POSTGRES_PORT
         self.database = cfg.database

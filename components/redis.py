@@ -7,8 +7,18 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.common import LogDriver, Runtime, data_volume, healthcheck, labels, pulled_image, secret_file
+from components.common import (
+    LogDriver,
+    Runtime,
+    data_volume,
+    healthcheck,
+    labels,
+    pulled_image,
+    ready_gate,
+    secret_file,
+)
 from components.config import RedisConfig
+from components.gate import DockerConnection
 from components.redis_conf import render_redis_conf
 from microstack_common import contract
 
@@ -25,6 +35,8 @@ class RedisArgs:
     network: docker.Network
     password: pulumi.Output[str]
     logs: LogDriver
+    docker: DockerConnection
+    """How the readiness gate reaches the Docker engine."""
 
 
 class Redis(pulumi.ComponentResource):
@@ -42,7 +54,6 @@ class Redis(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: RedisArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("microstack:cache:Redis", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         cfg = args.config
         image = pulled_image(self, name, args.image)
         self.volume = data_volume(self, name, f"{args.prefix}-redis-data", cfg.retain_on_delete)
@@ -77,8 +88,9 @@ class Redis(pulumi.ComponentResource):
                 docker.ContainerNetworksAdvancedArgs(name=args.network.name, aliases=[contract.Alias.REDIS])
             ],
             **runtime.container_args(),
-            opts=child,
+            opts=runtime.options(parent=self),
         )
+        self.ready = ready_gate(self, name, self.container, args.docker)
         self.host = contract.Alias.REDIS
         self.port = contract.REDIS_PORT
         self.register_outputs({"container": self.container.name, "volume": self.volume.name})

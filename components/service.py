@@ -11,8 +11,9 @@ from pathlib import Path
 import pulumi
 import pulumi_docker as docker
 
-from components.common import LogDriver, Runtime, healthcheck, labels, pulled_image, secret_file
+from components.common import LogDriver, Runtime, healthcheck, labels, pulled_image, ready_gate, secret_file
 from components.config import RegistryConfig
+from components.gate import DockerConnection, ReadyGate
 from microstack_common import contract
 
 # Relative to the project directory, where Pulumi runs the program: the
@@ -76,6 +77,12 @@ class ServiceArgs:
     drain_seconds: float
     """After SIGTERM a replica keeps serving this long with /health at 503, so an
     actively checking proxy takes it out before it stops accepting connections."""
+    rejoin_seconds: int
+    """After a replica is healthy, how long until the proxy routes to it again;
+    the next replica is not replaced before then."""
+    platform: str
+    """The platform the image is built for (the Docker host's)."""
+    docker: DockerConnection
 
 
 class ReplicatedService(pulumi.ComponentResource):
@@ -83,8 +90,10 @@ class ReplicatedService(pulumi.ComponentResource):
 
     Rolling updates: a new image (its tag is a digest of the source) or new
     settings replace the replicas one at a time. Each replica depends on the
-    one before it, so the engine replaces replica i+1 only after replica i is
-    back and healthy (`wait` on the health check). Each replica keeps a fixed
+    gate of the one before it (components/gate.py), so the engine replaces
+    replica i+1 only after replica i is healthy and back in the proxy's
+    rotation; a replica that never gets healthy fails the `up` at its gate, on
+    this and every later `up`, and the replicas after it keep the old release. Each replica keeps a fixed
     name and frontend address, so a proxy that resolved it at start (nginx
     resolves upstreams once) finds the replacement at the same address; that
     is also why a replica is deleted before its replacement is created
@@ -96,6 +105,7 @@ class ReplicatedService(pulumi.ComponentResource):
     """
 
     containers: list[docker.Container]
+    gates: list[ReadyGate]
     image_ref: pulumi.Output[str]
     addresses: list[str]
 
@@ -103,13 +113,15 @@ class ReplicatedService(pulumi.ComponentResource):
         super().__init__("microstack:service:ReplicatedService", name, None, opts)
         self.image_ref = self._image(name, args)
         self.containers = []
+        self.gates = []
         self.addresses = []
-        previous: docker.Container | None = None
+        previous: ReadyGate | None = None
         for index in range(1, args.replicas + 1):
             container = self._replica(name, args, index, previous)
+            previous = ready_gate(self, f"{name}-{index}", container, args.docker, settle_seconds=args.rejoin_seconds)
             self.containers.append(container)
+            self.gates.append(previous)
             self.addresses.append(replica_address(args.frontend_subnet, args.service, index))
-            previous = container
         self.register_outputs(
             {"image": self.image_ref, "containers": [c.name for c in self.containers], "addresses": self.addresses}
         )
@@ -120,10 +132,19 @@ class ReplicatedService(pulumi.ComponentResource):
         image = docker.Image(
             f"{name}-image",
             image_name=f"{repository}:{tag}",
+            # The provider diffs a digest of the build context, which is all of
+            # services/; services/<name>/Dockerfile.dockerignore narrows it to
+            # what this image copies, so an auth-only edit does not rebuild api
+            # (pulumi-docker v4.11 provider/provider.go, hashContext and
+            # getIgnorePatterns: <Dockerfile>.dockerignore is preferred). The
+            # platform is pinned: left out, it is the deploying machine's
+            # architecture, and deploying from an arm64 laptop and an amd64 CI
+            # runner in turn would rebuild, and replace, every time.
             build=docker.DockerBuildArgs(
                 context=SERVICES_DIR,
                 dockerfile=f"{SERVICES_DIR}/{args.service}/Dockerfile",
                 args={"BASE_IMAGE": args.base_image},
+                platform=args.platform,
             ),
             # Without a registry the image is built on the Docker host the
             # provider talks to, which is where the containers run.
@@ -143,7 +164,7 @@ class ReplicatedService(pulumi.ComponentResource):
         reference = image.repo_digest if args.registry else image.image_name
         return pulled_image(self, f"{name}-built", reference).image_id
 
-    def _replica(self, name: str, args: ServiceArgs, index: int, previous: docker.Container | None) -> docker.Container:
+    def _replica(self, name: str, args: ServiceArgs, index: int, previous: ReadyGate | None) -> docker.Container:
         instance = f"{args.service}-{index}"
         runtime = Runtime(
             memory_mb=args.memory_mb,
@@ -190,7 +211,7 @@ class ReplicatedService(pulumi.ComponentResource):
                 docker.ContainerNetworksAdvancedArgs(name=args.backend.name, aliases=[args.service, instance]),
             ],
             **runtime.container_args(),
-            opts=pulumi.ResourceOptions(
+            opts=runtime.options(
                 parent=self,
                 delete_before_replace=True,
                 depends_on=[previous] if previous is not None else None,

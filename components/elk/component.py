@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_docker as docker
 
+from components import provider_values
 from components.common import (
+    MEMORY_SWAP_UNLIMITED,
     ROLE_JOB,
     Runtime,
     config_file,
@@ -17,10 +18,12 @@ from components.common import (
     labels,
     log_driver,
     pulled_image,
+    ready_gate,
     secret_file,
 )
 from components.config import ImagesConfig, LoggingConfig
 from components.elk import render
+from components.gate import Condition, DockerConnection, ReadyGate
 from microstack_common import contract
 
 ES_HOME = "/usr/share/elasticsearch"
@@ -53,8 +56,8 @@ HEAP_SHARE = 0.5
 
 # The Elastic stack starts in tens of seconds, Kibana last; creation waits for
 # each container's health check, so these allow a slow first start.
-JVM_START_PERIOD = "120s"
-KIBANA_START_PERIOD = "180s"
+JVM_START_PERIOD_SECONDS = 120
+KIBANA_START_PERIOD_SECONDS = 180
 WAIT_TIMEOUT_SECONDS = 300
 SETUP_WAIT_SECONDS = 180
 
@@ -70,6 +73,8 @@ class ElkArgs:
     """The internal logging network."""
     elastic_password: pulumi.Output[str]
     kibana_system_password: pulumi.Output[str]
+    docker: DockerConnection
+    """How the readiness gates reach the Docker engine."""
 
 
 class Elk(pulumi.ComponentResource):
@@ -112,7 +117,8 @@ class Elk(pulumi.ComponentResource):
             name=f"{args.prefix}-logging-edge",
             driver="bridge",
             options={"com.docker.network.bridge.enable_ip_masquerade": "false"},
-            opts=self._child,
+            # See components/network.py: Docker refuses two networks of one name.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
         self.volume = data_volume(
             self, f"{name}-elasticsearch", f"{args.prefix}-elasticsearch-data", cfg.retain_on_delete
@@ -120,9 +126,15 @@ class Elk(pulumi.ComponentResource):
         self.kibana_url = f"http://127.0.0.1:{cfg.kibana_port}"
         self.gelf_address = f"udp://127.0.0.1:{cfg.gelf_port}"
         self.elasticsearch = self._create_elasticsearch(name)
+        self.elasticsearch_ready = self._gate(f"{name}-elasticsearch", self.elasticsearch)
         self.setup = self._create_setup_job(name)
+        # The job's exit code is checked here: the provider only records it
+        # (must_run=false with attach), so a failed setup would pass as done.
+        self.setup_done = self._gate(f"{name}-setup", self.setup, "exited-zero")
         self.logstash = self._create_logstash(name)
+        self.logstash_ready = self._gate(f"{name}-logstash", self.logstash)
         self.kibana = self._create_kibana(name)
+        self.kibana_ready = self._gate(f"{name}-kibana", self.kibana)
         self.register_outputs(
             {
                 "elasticsearch": self.elasticsearch.name,
@@ -133,15 +145,19 @@ class Elk(pulumi.ComponentResource):
             }
         )
 
-    def _runtime(self, role: str, memory_mb: int, cpus: float, test: str, start_period: str) -> dict[str, Any]:
-        runtime = Runtime(
+    def _runtime(self, role: str, memory_mb: int, cpus: float, test: str, start_period_seconds: int) -> Runtime:
+        return Runtime(
             memory_mb=memory_mb,
             cpus=cpus,
-            healthcheck=healthcheck(["CMD-SHELL", test], start_period=start_period),
+            healthcheck=healthcheck(["CMD-SHELL", test], start_period_seconds=start_period_seconds),
             logs=self._logs,
             labels=labels(self._args.stack, role),
         )
-        return {**runtime.container_args(), "wait_timeout": WAIT_TIMEOUT_SECONDS}
+
+    def _gate(self, name: str, container: docker.Container, condition: Condition = "healthy") -> ReadyGate:
+        return ready_gate(
+            self, name, container, self._args.docker, condition=condition, timeout_seconds=WAIT_TIMEOUT_SECONDS
+        )
 
     def _logging_network(self, alias: str) -> docker.ContainerNetworksAdvancedArgs:
         return docker.ContainerNetworksAdvancedArgs(name=self._args.network.name, aliases=[alias])
@@ -153,6 +169,13 @@ class Elk(pulumi.ComponentResource):
         args, cfg = self._args, self._args.config
         image = pulled_image(self, f"{name}-elasticsearch", args.images.elasticsearch)
         heap = cfg.elasticsearch_heap_mb
+        runtime = self._runtime(
+            "elasticsearch",
+            cfg.elasticsearch_memory_mb,
+            ES_CPUS,
+            render.elasticsearch_health_command(contract.ELASTIC_PASSWORD_FILE),
+            JVM_START_PERIOD_SECONDS,
+        )
         return docker.Container(
             f"{name}-elasticsearch",
             name=f"{args.prefix}-elasticsearch",
@@ -166,23 +189,20 @@ class Elk(pulumi.ComponentResource):
             ],
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=ES_DATA_DIR)],
             networks_advanced=[self._logging_network(contract.Alias.ELASTICSEARCH)],
-            **self._runtime(
-                "elasticsearch",
-                cfg.elasticsearch_memory_mb,
-                ES_CPUS,
-                render.elasticsearch_health_command(contract.ELASTIC_PASSWORD_FILE),
-                JVM_START_PERIOD,
-            ),
-            opts=self._child,
+            **runtime.container_args(),
+            opts=runtime.options(parent=self),
         )
 
     def _create_setup_job(self, name: str) -> docker.Container:
         """The one-shot job: the Elasticsearch image (bash and curl) running setup.sh once.
 
-        `attach` makes creation wait until the script has finished, so what
-        depends on the job starts after the policy and template exist. The
-        container stays after it exits, for `docker logs`; a change of its
-        inputs (retention, a password) replaces it and so runs it again.
+        `attach` makes creation wait until the script has finished; its gate
+        (condition exited-zero) fails the `up` when it failed, after running
+        it once more, and every later `up` runs it again until it succeeds.
+        What depends on the job waits for the gate, so it starts after the
+        policy and template exist. The container stays after it exits, for
+        `docker logs`; a change of its inputs (retention, a password) replaces
+        it and so runs it again.
         """
         args = self._args
         environment = render.setup_environment(
@@ -209,8 +229,8 @@ class Elk(pulumi.ComponentResource):
             ],
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.network.name)],
             memory=SETUP_MEMORY_MB,
-            memory_swap=SETUP_MEMORY_MB,
-            cpus=f"{SETUP_CPUS:g}",
+            memory_swap=MEMORY_SWAP_UNLIMITED,
+            cpus=provider_values.cpus(SETUP_CPUS),
             restart="no",
             stop_timeout=contract.STOP_TIMEOUT_SECONDS,
             must_run=False,
@@ -223,13 +243,20 @@ class Elk(pulumi.ComponentResource):
                 docker.ContainerLabelArgs(label=key, value=value)
                 for key, value in sorted(labels(args.stack, ROLE_JOB).items())
             ],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.elasticsearch]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.elasticsearch_ready]),
         )
 
     def _create_logstash(self, name: str) -> docker.Container:
         args, cfg = self._args, self._args.config
         image = pulled_image(self, f"{name}-logstash", args.images.logstash)
         heap = int(cfg.logstash_memory_mb * HEAP_SHARE)
+        runtime = self._runtime(
+            "logstash",
+            cfg.logstash_memory_mb,
+            LOGSTASH_CPUS,
+            render.logstash_health_command(),
+            JVM_START_PERIOD_SECONDS,
+        )
         return docker.Container(
             f"{name}-logstash",
             name=f"{args.prefix}-logstash",
@@ -245,10 +272,8 @@ class Elk(pulumi.ComponentResource):
                     internal=contract.GELF_PORT, external=cfg.gelf_port, ip="127.0.0.1", protocol="udp"
                 )
             ],
-            **self._runtime(
-                "logstash", cfg.logstash_memory_mb, LOGSTASH_CPUS, render.logstash_health_command(), JVM_START_PERIOD
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.setup]),
+            **runtime.container_args(),
+            opts=runtime.options(parent=self, depends_on=[self.setup_done]),
         )
 
     def _create_kibana(self, name: str) -> docker.Container:
@@ -256,6 +281,9 @@ class Elk(pulumi.ComponentResource):
         image = pulled_image(self, f"{name}-kibana", args.images.kibana)
         public_url = self.kibana_url
         kibana_yml = args.kibana_system_password.apply(lambda password: render.render_kibana_yml(password, public_url))
+        runtime = self._runtime(
+            "kibana", cfg.kibana_memory_mb, KIBANA_CPUS, render.kibana_health_command(), KIBANA_START_PERIOD_SECONDS
+        )
         return docker.Container(
             f"{name}-kibana",
             name=f"{args.prefix}-kibana",
@@ -269,8 +297,6 @@ class Elk(pulumi.ComponentResource):
                     internal=contract.KIBANA_PORT, external=cfg.kibana_port, ip="127.0.0.1", protocol="tcp"
                 )
             ],
-            **self._runtime(
-                "kibana", cfg.kibana_memory_mb, KIBANA_CPUS, render.kibana_health_command(), KIBANA_START_PERIOD
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.setup]),
+            **runtime.container_args(),
+            opts=runtime.options(parent=self, depends_on=[self.setup_done]),
         )

@@ -8,14 +8,25 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_tls as tls
 
-from components.common import LogDriver, Runtime, config_file, healthcheck, labels, pulled_image, secret_file
+from components.common import (
+    LogDriver,
+    Runtime,
+    config_file,
+    healthcheck,
+    labels,
+    pulled_image,
+    ready_gate,
+    secret_file,
+)
 from components.config import ProxyConfig
+from components.gate import DockerConnection
 from components.proxy.haproxy import render_haproxy
 from components.proxy.model import (
     Cache,
     DnsDiscovery,
     HealthCheck,
     Listen,
+    PassiveCheck,
     Paths,
     ProxyModel,
     RateLimit,
@@ -54,6 +65,8 @@ class ProxyArgs:
     api: Upstream
     auth: Upstream
     logs: LogDriver
+    docker: DockerConnection
+    """How the readiness gate reaches the Docker engine."""
     tls_certificate: pulumi.Input[str] | None = None
     tls_private_key: pulumi.Input[str] | None = None
 
@@ -90,6 +103,22 @@ def build_model(config: ProxyConfig, api: Upstream, auth: Upstream) -> ProxyMode
         else Paths(),
         user=None if haproxy else "nginx",
     )
+
+
+def rejoin_seconds(config: ProxyConfig) -> int:
+    """How long after a replaced replica is healthy until the proxy routes to it again.
+
+    HAProxy puts a server back after `rise` passed checks, one `interval`
+    apart (and re-resolves its name within a second or two). nginx checks
+    only passively: a replica that failed a request while it was being
+    replaced stays out for `fail_timeout`. The rollout waits this long before
+    it takes the next replica out (ReplicatedService), so that two replicas
+    are never out of rotation at once. Slow start is not waited for: a server
+    ramping up is in rotation.
+    """
+    if config.kind == "haproxy":
+        return config.health_check.rise * config.health_check.interval_seconds + 2
+    return PassiveCheck().fail_timeout_seconds + 1
 
 
 def _probe(port: int) -> list[str]:
@@ -141,7 +170,7 @@ class Proxy(pulumi.ComponentResource):
         runtime = Runtime(
             memory_mb=cfg.memory_mb,
             cpus=cfg.cpus,
-            healthcheck=healthcheck(_probe(cfg.http_port), start_period="10s"),
+            healthcheck=healthcheck(_probe(cfg.http_port), start_period_seconds=10),
             logs=args.logs,
             labels=labels(args.stack, "proxy"),
             # Both finish in-flight requests on these: nginx's graceful quit, HAProxy's soft stop.
@@ -160,8 +189,9 @@ class Proxy(pulumi.ComponentResource):
             # own network namespace only; harmless for nginx.
             sysctls={"net.ipv4.ip_unprivileged_port_start": "0"},
             **runtime.container_args(),
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            opts=runtime.options(parent=self, delete_before_replace=True),
         )
+        self.ready = ready_gate(self, name, self.container, args.docker)
         host = "127.0.0.1" if cfg.bind_address in ("0.0.0.0", "127.0.0.1") else cfg.bind_address
         self.url = f"https://{host}:{cfg.https_port}" if model.tls else f"http://{host}:{cfg.http_port}"
         self.register_outputs({"url": self.url, "container": self.container.name})

@@ -72,6 +72,13 @@ class Program:
     def container(self, name: str) -> Resource:
         return next(r for r in self.containers if r.name == name)
 
+    def gate_of(self, container: Resource) -> Resource:
+        """The readiness gate waiting on `container` (its input is the container's mock ID)."""
+        gates = [g for g in self.of_type(READY_GATE) if g.inputs.get("containerId") == f"{container.name}-id"]
+        if len(gates) != 1:
+            raise KeyError(f"expected one gate for {container.name}, found {len(gates)}")
+        return gates[0]
+
     def secret_values(self) -> set[str]:
         """Every value the program generated or was given as a secret."""
         found = {r.outputs["result"] for r in self.of_type(RANDOM_PASSWORD)}
@@ -87,6 +94,8 @@ IMAGE = "docker:index/image:Image"
 RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 TLS_PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
 TLS_SELF_SIGNED_CERT = "tls:index/selfSignedCert:SelfSignedCert"
+# components/gate.py: the dynamic resource that waits for a container to be ready.
+READY_GATE = "pulumi-python:dynamic/microstack:ReadyGate"
 
 
 _SECRET_SIG = "4dabf18193072939515e22adb298388d"

@@ -24,6 +24,7 @@ from components.common import LABEL_ROLE, RESTART_POLICY, ROLE_JOB, SECRET_FILE_
 from components.config import ImagesConfig, LoggingConfig, StackConfig
 from components.elk import Elk, ElkArgs, render
 from components.elk.component import ES_DATA_DIR, KIBANA_CONFIG_FILE, LOGSTASH_PIPELINE_FILE
+from components.gate import DockerConnection
 from microstack_common import contract
 from tests.support.program import NETWORK, REMOTE_IMAGE, VOLUME, Program, RecordingMocks, Resource
 
@@ -63,6 +64,7 @@ def evaluate(**logging: Any) -> tuple[Program, dict[str, dict[str, Any]]]:
                 network=network,
                 elastic_password=pulumi.Output.secret(ELASTIC_PASSWORD),
                 kibana_system_password=pulumi.Output.secret(KIBANA_PASSWORD),
+                docker=DockerConnection(),
             ),
         )
 
@@ -134,8 +136,9 @@ def test_long_running_containers_have_a_shell_healthcheck_and_restart(elk: Progr
     tests = container.inputs["healthcheck"]["tests"]
     assert tests[0] == "CMD-SHELL" and tests[1].strip()
     assert container.inputs["restart"] == RESTART_POLICY
-    # Creation waits for the health check, so dependants start after it.
-    assert container.inputs["wait"] is True
+    # Its gate waits for the health check, so dependants start after it.
+    assert container.inputs["wait"] is False
+    assert elk.gate_of(container).inputs["condition"] == "healthy"
 
 
 def test_memory_limits_come_from_the_config(elk: Program) -> None:
@@ -169,8 +172,10 @@ def test_the_setup_job_runs_once(elk: Program) -> None:
     assert job.inputs.get("wait", False) is False
     # The policy pack recognises one-shot containers by this label.
     assert labels_of(job)[LABEL_ROLE] == ROLE_JOB
-    # Creation waits for the script to finish (see the component's docstring).
+    # Creation waits for the script to finish (see the component's docstring),
+    # and its gate fails the `up` unless it exited 0.
     assert job.inputs["attach"] is True
+    assert elk.gate_of(job).inputs["condition"] == "exited-zero"
     # `docker stop` during a run lets curl finish its request.
     assert job.inputs["stopTimeout"] > 0
 
@@ -182,14 +187,15 @@ def test_long_running_containers_are_not_labelled_as_jobs(elk: Program) -> None:
 
 def test_start_order_is_elasticsearch_then_setup_then_logstash_and_kibana() -> None:
     _, options = evaluate()
-    assert options["logging-setup"]["depends_on"] == ["logging-elasticsearch"]
-    assert options["logging-logstash"]["depends_on"] == ["logging-setup"]
-    assert options["logging-kibana"]["depends_on"] == ["logging-setup"]
+    # Each waits on the gate of the one before: healthy, or for the job exited 0.
+    assert options["logging-setup"]["depends_on"] == ["logging-elasticsearch-ready"]
+    assert options["logging-logstash"]["depends_on"] == ["logging-setup-ready"]
+    assert options["logging-kibana"]["depends_on"] == ["logging-setup-ready"]
 
 
-def test_elk_containers_log_to_rotated_json_files_never_to_themselves(elk: Program) -> None:
+def test_elk_containers_log_to_rotated_local_files_never_to_themselves(elk: Program) -> None:
     for container in elk.containers:
-        assert container.inputs["logDriver"] == "json-file", container.name
+        assert container.inputs["logDriver"] == "local", container.name
         assert {"max-size", "max-file"} <= set(container.inputs["logOpts"]), container.name
 
 

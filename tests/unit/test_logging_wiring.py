@@ -30,13 +30,15 @@ def test_data_stores_start_after_logging_so_their_first_lines_are_kept() -> None
     assert "logging" in depends
 
 
-def test_with_logging_off_no_elk_exists_and_every_container_rotates_json_file_logs() -> None:
+def test_with_logging_off_no_elk_exists_and_every_container_rotates_local_logs() -> None:
     program = run_program({"logging": {"enabled": False, "jsonFileMaxSizeMb": 20, "jsonFileMaxFiles": 5}})
     assert not {c.name for c in program.containers} & set(ELK_ROLES)
     assert not [n for n in program.of_type("docker:index/network:Network") if n.name == "networks-logging"]
     for container in program.containers:
-        assert container.inputs["logDriver"] == "json-file", container.name
-        assert container.inputs["logOpts"] == {"max-size": "20m", "max-file": "5"}, container.name
+        # Not json-file, the daemon's usual default, whose daemon.json options
+        # Docker would merge in (components/common.py, log_driver).
+        assert container.inputs["logDriver"] == "local", container.name
+        assert container.inputs["logOpts"] == {"max-size": "20m", "max-file": "5", "compress": "true"}, container.name
 
 
 def test_elasticsearch_passwords_are_generated_only_with_logging_on() -> None:

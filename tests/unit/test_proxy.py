@@ -80,5 +80,8 @@ def test_tls_off_publishes_http_only() -> None:
 
 def test_proxy_starts_after_every_replica() -> None:
     program = run_program({"api": {"replicas": 2}})
+    # The service components: every replica and its readiness gate.
     depends = {getattr(d, "_name", None) for d in program.named("proxy").options["depends_on"]}
-    assert {"api-1", "api-2", "auth-1"} <= depends
+    assert {"api", "auth"} <= depends
+    children = {r.name for r in program.resources if r.options.get("parent") in {"api", "auth"}}
+    assert {"api-1", "api-2", "auth-1", "api-1-ready", "api-2-ready", "auth-1-ready"} <= children

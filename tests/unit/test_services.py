@@ -40,7 +40,7 @@ def test_each_replica_has_health_limits_restart_and_both_networks(three_replicas
         assert inputs["cpus"] == "0.75"
         assert inputs["restart"] == "unless-stopped"
         assert inputs["healthcheck"]["tests"][:4] == ["CMD", "python", "-m", "microstack_common.healthcheck"]
-        assert inputs["wait"] is True
+        assert inputs["wait"] is False
         assert {n["name"] for n in inputs["networksAdvanced"]} == {frontend, backend}
         assert not inputs.get("ports")
 
@@ -75,17 +75,33 @@ def test_replica_addresses_lie_in_the_frontend_subnet(three_replicas: Program) -
 def test_frontend_subnet_is_configurable() -> None:
     program = run_program({"network": {"frontendSubnet": "10.77.0.0/24"}})
     assert program.named("networks-frontend").inputs["ipamConfigs"] == [
-        {"subnet": "10.77.0.0/24", "ipRange": "10.77.0.192/26"}
+        {"subnet": "10.77.0.0/24", "gateway": "10.77.0.1", "ipRange": "10.77.0.192/26"}
     ]
     assert program.container("api-1").inputs["networksAdvanced"][0]["ipv4Address"] == "10.77.0.11"
 
 
 def test_replicas_are_replaced_one_at_a_time(three_replicas: Program) -> None:
+    # Each replica waits for the previous one's gate: healthy, then back in the
+    # proxy's rotation (settleSeconds), before it is taken out itself.
     replicas = _replicas(three_replicas, "api")
     for previous, replica in itertools.pairwise(replicas):
         assert replica.options["delete_before_replace"]
         depends = replica.options["depends_on"]
-        assert depends is not None and any(getattr(d, "_name", None) == previous.name for d in depends)
+        gate = three_replicas.gate_of(previous)
+        assert depends is not None and [getattr(d, "_name", None) for d in depends] == [gate.name]
+        assert gate.inputs["condition"] == "healthy" and gate.inputs["settleSeconds"] > 0
+
+
+def test_a_changed_health_check_replaces_a_replica(three_replicas: Program) -> None:
+    # The provider's Update ignores `healthcheck` (not ForceNew): only a replacement applies it.
+    for replica in _replicas(three_replicas, "api"):
+        assert "healthcheck" in replica.options["replace_on_changes"]
+
+
+def test_images_are_built_for_the_configured_platform() -> None:
+    program = run_program({"images": {"platform": "linux/arm64"}})
+    for image in program.of_type("docker:index/image:Image"):
+        assert image.inputs["build"]["platform"] == "linux/arm64", image.name
 
 
 def test_services_get_secrets_as_files_and_names_in_env(three_replicas: Program) -> None:

@@ -1,0 +1,228 @@
+"""A gate that a rollout passes only when a container is ready: healthy (and back in rotation), or a job that exited 0.
+
+Why not the provider's own `wait` (kreuzwerker/terraform-provider-docker
+v3.9.0, resourceDockerContainerCreate in resource_docker_container_funcs.go):
+when the health wait times out, Create returns an error with the container
+already in state. Pulumi keeps it as a resource with initialization errors,
+and the next `pulumi up` sends it an Update with nothing changed, which the
+provider applies as a no-op (resourceDockerContainerUpdate only touches
+restart and resource limits) and reports as success: the rollout moves on to
+the next replica with the broken release, one more on every retry. A job
+container (`attach`, `must_run=false`) is worse: its exit code is recorded
+and never checked, so a failed job is a success and never runs again.
+
+A gate is a Pulumi dynamic resource, created after its container. Its create
+waits for the condition and raises when it does not hold, naming the
+container and the reason (the last health probes, the exit code, the last
+log lines). A failed create leaves no gate in the state, so every later `up`
+waits again, and fails again, until the container is fixed or replaced; what
+depends on the gate (the next replica, the proxy) is never touched in between.
+A gate is replaced (waited for again) when its container is replaced, since
+the container's ID is one of its inputs.
+
+`settle_seconds` covers what Docker's health status does not know: after a
+replica is healthy, the proxy still needs its own checks (HAProxy's
+rise × interval) or the end of a passive failure window (nginx's
+fail_timeout) before it routes to it again. The next replica must not start
+draining before then, or two replicas are out of rotation at once.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pulumi
+import pulumi.dynamic
+
+Condition = Literal["healthy", "exited-zero"]
+
+# How often the engine is asked for the container's state.
+POLL_SECONDS = 1.0
+# A job that failed is run once more before the gate fails the `up`:
+# setup jobs are idempotent, and a first failure is often a peer still starting.
+JOB_RUNS = 2
+LOG_LINES = 20
+# The only inputs whose change means "wait again"; timeouts and connection
+# settings may change without re-checking a container that is already ready.
+_REPLACING_INPUTS = ("containerId", "condition")
+
+
+@dataclass(frozen=True)
+class DockerConnection:
+    """How to reach the Docker engine: the same settings the provider takes (`docker:host`, TLS material)."""
+
+    host: str | None = None
+    ca_material: pulumi.Input[str] | None = None
+    cert_material: pulumi.Input[str] | None = None
+    key_material: pulumi.Input[str] | None = None
+
+    def inputs(self) -> dict[str, Any]:
+        values: dict[str, Any] = {"host": self.host}
+        for key, value in (("caMaterial", self.ca_material), ("certMaterial", self.cert_material)):
+            values[key] = value
+        values["keyMaterial"] = pulumi.Output.secret(self.key_material) if self.key_material is not None else None
+        return values
+
+
+class GateError(Exception):
+    """The container did not reach the gate's condition; the message says which container and why."""
+
+
+class ReadyGateProvider(pulumi.dynamic.ResourceProvider):
+    """Waits, in `create`, for the container named by `containerId` to meet `condition`."""
+
+    def create(self, props: Any) -> pulumi.dynamic.CreateResult:
+        wait_until_ready(props)
+        outs = {key: props.get(key) for key in ("containerId", "containerName", "condition")}
+        return pulumi.dynamic.CreateResult(id_=str(props["containerId"]), outs=outs)
+
+    def diff(self, _id: str, olds: Any, news: Any) -> pulumi.dynamic.DiffResult:
+        changed = [key for key in _REPLACING_INPUTS if olds.get(key) != news.get(key)]
+        return pulumi.dynamic.DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=False)
+
+    def delete(self, _id: str, _props: Any) -> None:
+        """A gate owns nothing in the engine."""
+
+
+class ReadyGate(pulumi.dynamic.Resource, module="microstack", name="ReadyGate"):
+    """The dynamic resource; see the module docstring."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        container: Any,
+        container_name: pulumi.Input[str],
+        condition: Condition,
+        timeout_seconds: int,
+        settle_seconds: int,
+        docker_connection: DockerConnection,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            "containerId": container.id,
+            "containerName": container_name,
+            "condition": condition,
+            "timeoutSeconds": timeout_seconds,
+            "settleSeconds": settle_seconds,
+            "docker": docker_connection.inputs(),
+        }
+        super().__init__(ReadyGateProvider(), name, props, opts)
+
+
+def wait_until_ready(props: Mapping[str, Any]) -> None:
+    """Block until the container meets the condition, or raise GateError naming it and the reason."""
+    import docker  # imported here: only the provider process and the tests need the Docker SDK
+
+    client = _client(docker, props.get("docker") or {})
+    try:
+        container_id = str(props["containerId"])
+        name = str(props.get("containerName") or container_id[:12])
+        timeout = float(props.get("timeoutSeconds") or 60)
+        if props.get("condition") == "exited-zero":
+            _wait_job(client, container_id, name, timeout)
+        else:
+            _wait_healthy(client, container_id, name, timeout)
+            settle = float(props.get("settleSeconds") or 0)
+            if settle > 0:
+                time.sleep(settle)
+                _wait_healthy(client, container_id, name, max(timeout - settle, POLL_SECONDS * 5))
+    finally:
+        client.close()
+
+
+def _wait_healthy(client: Any, container_id: str, name: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        details = _inspect(client, container_id, name)
+        state = details["State"]
+        health = state.get("Health")
+        if health is None:
+            raise GateError(f"container {name} has no health check, so it cannot be waited on until healthy")
+        if state.get("Running") and health.get("Status") == "healthy":
+            return
+        if time.monotonic() >= deadline:
+            raise GateError(_report(client, details, name, f"did not become healthy within {timeout:g} s"))
+        time.sleep(POLL_SECONDS)
+
+
+def _wait_job(client: Any, container_id: str, name: str, timeout: float) -> None:
+    for run in range(1, JOB_RUNS + 1):
+        details = _wait_exited(client, container_id, name, timeout)
+        code = details["State"].get("ExitCode")
+        if code == 0:
+            return
+        if run == JOB_RUNS:
+            raise GateError(_report(client, details, name, f"failed with exit code {code} ({run} runs)"))
+        client.api.start(container_id)
+
+
+def _wait_exited(client: Any, container_id: str, name: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        details = _inspect(client, container_id, name)
+        if not details["State"].get("Running") and not details["State"].get("Restarting"):
+            return details
+        if time.monotonic() >= deadline:
+            raise GateError(_report(client, details, name, f"did not finish within {timeout:g} s"))
+        time.sleep(POLL_SECONDS)
+
+
+def _inspect(client: Any, container_id: str, name: str) -> dict[str, Any]:
+    import docker.errors
+
+    try:
+        details: dict[str, Any] = client.api.inspect_container(container_id)
+    except docker.errors.NotFound:
+        raise GateError(f"container {name} ({container_id[:12]}) no longer exists") from None
+    return details
+
+
+def _report(client: Any, details: Mapping[str, Any], name: str, what: str) -> str:
+    state = details["State"]
+    probes = (state.get("Health") or {}).get("Log") or []
+    probe_lines = [f"  exit {p.get('ExitCode')}: {str(p.get('Output', '')).strip()[:300]}" for p in probes[-3:]]
+    try:
+        logs = client.api.logs(details["Id"], tail=LOG_LINES).decode(errors="replace").rstrip()
+    except Exception as error:
+        logs = f"(logs unavailable: {error})"
+    return "\n".join(
+        [
+            f"container {name} {what}: state {state.get('Status')}, exit code {state.get('ExitCode')}, "
+            f"restarts {details.get('RestartCount', 0)}",
+            "last health probes:",
+            *(probe_lines or ["  none"]),
+            f"last {LOG_LINES} log lines:",
+            logs or "  none",
+        ]
+    )
+
+
+def _client(docker: Any, connection: Mapping[str, Any]) -> Any:
+    """A Docker SDK client for the provider's connection settings (DOCKER_HOST and the local socket otherwise)."""
+    host = connection.get("host") or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if host.startswith("ssh://"):
+        # The ssh binary, as the provider uses it: ~/.ssh/config and agents apply.
+        return docker.DockerClient(base_url=host, use_ssh_client=True, timeout=60)
+    tls: Any = False
+    if connection.get("certMaterial") or connection.get("caMaterial"):
+        directory = Path(tempfile.mkdtemp(prefix="microstack-docker-tls-"))
+        paths = {}
+        for key, file in (("caMaterial", "ca.pem"), ("certMaterial", "cert.pem"), ("keyMaterial", "key.pem")):
+            if connection.get(key):
+                path = directory / file
+                path.write_text(str(connection[key]))
+                path.chmod(0o600)
+                paths[key] = str(path)
+        tls = docker.tls.TLSConfig(
+            client_cert=(paths["certMaterial"], paths["keyMaterial"]) if "keyMaterial" in paths else None,
+            ca_cert=paths.get("caMaterial"),
+            verify=bool(paths.get("caMaterial")),
+        )
+    return docker.DockerClient(base_url=host, tls=tls, timeout=60)
