@@ -74,7 +74,7 @@ class Program:
 
     def gate_of(self, container: Resource) -> Resource:
         """The readiness gate waiting on `container` (its input is the container's mock ID)."""
-        gates = [g for g in self.of_type(READY_GATE) if g.inputs.get("containerId") == f"{container.name}-id"]
+        gates = [g for g in self.of_type(READY_GATE) if g.inputs.get("containerId") == mock_id(container.name)]
         if len(gates) != 1:
             raise KeyError(f"expected one gate for {container.name}, found {len(gates)}")
         return gates[0]
@@ -113,6 +113,11 @@ def unwrap_secrets(value: Any) -> Any:
     return value
 
 
+def mock_id(name: str) -> str:
+    """The ID RecordingMocks gives the resource `name`: what its dependents receive as its `id`."""
+    return f"{name}-id"
+
+
 def _fake_digest(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
@@ -145,7 +150,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif args.typ == NETWORK:
             outputs.setdefault("name", args.name)
         self.resources.append(Resource(args.typ, args.name, inputs, outputs))
-        return f"{args.name}-id", outputs
+        return mock_id(args.name), outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         return {}, None

@@ -10,6 +10,11 @@ know raises `UnhandledField` naming the resource and the field, so a new
 setting in the program cannot be silently dropped here and the system test
 cannot pass against something other than what the program declares.
 
+Readiness gates (`ReadyGate`, a Pulumi dynamic resource) are realized by
+running the program's own dynamic provider, as the engine would: its
+serialized `__provider` is loaded and its `create` called with the real ID of
+the container the gate names.
+
 Everything created carries the label `SESSION_LABEL`, so a finalizer (and the
 next session, after a crash) can remove it all.
 """
@@ -29,11 +34,23 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import dill
 import docker
 from docker.errors import APIError, NotFound
 from docker.types import LogConfig, Ulimit
 
-from tests.support.program import CONTAINER, IMAGE, NETWORK, RANDOM_PASSWORD, REMOTE_IMAGE, VOLUME, Program, Resource
+from tests.support.program import (
+    CONTAINER,
+    IMAGE,
+    NETWORK,
+    RANDOM_PASSWORD,
+    READY_GATE,
+    REMOTE_IMAGE,
+    VOLUME,
+    Program,
+    Resource,
+    mock_id,
+)
 
 SESSION_LABEL = "microstack.system-test.session"
 # The pid of the test process that created an object: a later session removes
@@ -139,6 +156,8 @@ class ContainerSpec:
     start: bool
     remove_volumes: bool = True
     depends_on: set[str] = field(default_factory=set)
+    must_run: bool = True
+    attach: bool = False
 
     @property
     def aliases(self) -> set[str]:
@@ -153,6 +172,17 @@ class Realized:
     volumes: dict[str, str] = field(default_factory=dict)
     containers: dict[str, str] = field(default_factory=dict)
     images: dict[str, str] = field(default_factory=dict)
+    gates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """A gate's outputs, as its provider's create returned them."""
+
+
+@dataclass
+class GateSpec:
+    """A declared readiness gate: the container it waits on and what it depends on."""
+
+    resource: Resource
+    container: str
+    depends_on: set[str] = field(default_factory=set)
 
 
 ImageBuilder = Callable[[Resource, Path, str, Mapping[str, str]], str]
@@ -186,12 +216,13 @@ class Realizer:
         self.skip = skip
         self.realized = Realized()
         self.specs: dict[str, ContainerSpec] = {}
+        self.gates: dict[str, GateSpec] = {}
         self._image_refs: dict[str, str] = {}
 
     # --- the whole stack -------------------------------------------------
 
     def realize(self) -> Realized:
-        """Create everything in dependency order; containers of one level start together."""
+        """Create everything in dependency order; containers (and gates) of one level start together."""
         self._check_types()
         # Built first: the program looks its built images up by reference to
         # give containers their IDs.
@@ -204,6 +235,11 @@ class Realizer:
         for resource in self.program.of_type(CONTAINER):
             if not self.skip(resource):
                 self.specs[resource.name] = self._container_spec(resource)
+        # A gate of a container left out (skipped) is left out with it.
+        for resource in self.program.of_type(READY_GATE):
+            gate = self._gate_spec(resource)
+            if gate.container in self.specs:
+                self.gates[resource.name] = gate
         self._add_implicit_dependencies()
         levels = self.levels()
         for resource in self.program.of_type(NETWORK):
@@ -212,17 +248,43 @@ class Realizer:
             self._volume(resource)
         for level in levels:
             with ThreadPoolExecutor(max_workers=len(level)) as pool:
-                ids = list(pool.map(self.run_container, level))
-            for resource_name, container_id in zip(level, ids, strict=True):
-                self.realized.containers[resource_name] = container_id
+                list(pool.map(self._realize_node, level))
         return self.realized
+
+    def _realize_node(self, resource_name: str) -> None:
+        if resource_name in self.gates:
+            self.realized.gates[resource_name] = self.run_gate(self.gates[resource_name].resource)
+        else:
+            self.realized.containers[resource_name] = self.run_container(resource_name)
+
+    def create(self, resource: Resource) -> None:
+        """Create one declared resource as the provider's Create would (a step of an update).
+
+        Pulumi-only resources (components, random passwords) need nothing in
+        the engine; other types are created as `realize` creates them.
+        """
+        if resource.type == IMAGE:
+            self._image(resource)
+        elif resource.type == REMOTE_IMAGE:
+            self._remote_image(resource)
+        elif resource.type == NETWORK:
+            self._network(resource)
+        elif resource.type == VOLUME:
+            self._volume(resource)
+        elif resource.type == CONTAINER:
+            self.specs[resource.name] = self._container_spec(resource)
+            self.realized.containers[resource.name] = self.run_container(resource.name)
+        elif resource.type == READY_GATE:
+            self.realized.gates[resource.name] = self.run_gate(resource)
+        elif resource.type not in _PULUMI_ONLY_TYPES and not resource.type.startswith(_COMPONENT_PREFIX):
+            raise RealizeError(f"resource {resource.name!r} has type {resource.type}, which the realizer cannot create")
 
     def destroy(self) -> None:
         """Remove every container, network and volume of this session (images stay cached)."""
         remove_labelled(self.client, f"{SESSION_LABEL}={self.session}")
 
     def _check_types(self) -> None:
-        known = {CONTAINER, NETWORK, VOLUME, IMAGE, REMOTE_IMAGE, *_PULUMI_ONLY_TYPES}
+        known = {CONTAINER, NETWORK, VOLUME, IMAGE, REMOTE_IMAGE, READY_GATE, *_PULUMI_ONLY_TYPES}
         for resource in self.program.resources:
             if resource.type not in known and not resource.type.startswith(_COMPONENT_PREFIX):
                 raise RealizeError(
@@ -452,6 +514,7 @@ class Realizer:
             "sysctls": f.get("sysctls"),
             "privileged": bool(f.get("privileged", False)),
             "dns": f.get("dns"),
+            "network_mode": f.get("networkMode", "bridge"),
         }
         stop_timeout = f.get("stopTimeout")
         create: dict[str, Any] = {
@@ -471,14 +534,17 @@ class Realizer:
         wait = bool(f.get("wait", False))
         wait_seconds = float(f.get("waitTimeout", _DEFAULT_WAIT_SECONDS))
         grace = int(f.get("destroyGraceSeconds", stop_timeout or 10))
-        # mustRun (default true) is what the realizer checks after start anyway.
+        # mustRun (default true): the realizer checks that the container runs
+        # after start. Without it nothing is checked at create: a gate does that.
         must_run = bool(f.get("mustRun", True))
         start = bool(f.get("start", True))
+        # attach: create waits until the container has exited, whatever its
+        # exit code (resourceDockerContainerCreate); logs only fills an output.
+        attach = bool(f.get("attach", False))
+        f.get("logs")
         # Anonymous volumes (an image's VOLUME not mounted by name) go with the container.
         remove_volumes = bool(f.get("removeVolumes", True))
         f.check(*readers)
-        if not must_run and start:
-            raise RealizeError(f"{resource.name}: mustRun=false is not supported by the realizer")
         if not networks:
             raise RealizeError(f"{resource.name}: declares no networksAdvanced; every container here joins a network")
         explicit = {getattr(dep, "_name", None) for dep in resource.options.get("depends_on") or []}
@@ -496,7 +562,21 @@ class Realizer:
             start=start,
             remove_volumes=remove_volumes,
             depends_on={d for d in explicit if d},
+            must_run=must_run,
+            attach=attach,
         )
+
+    def _gate_spec(self, resource: Resource) -> GateSpec:
+        container = self._named_by_id(resource, resource.inputs.get("containerId"))
+        explicit = {getattr(dep, "_name", None) for dep in resource.options.get("depends_on") or []}
+        return GateSpec(resource=resource, container=container, depends_on={container, *(d for d in explicit if d)})
+
+    def _named_by_id(self, resource: Resource, resource_id: object) -> str:
+        """The declared resource whose (mock) ID `resource_id` is."""
+        for other in self.program.resources:
+            if mock_id(other.name) == resource_id:
+                return other.name
+        raise RealizeError(f"{resource.name}: {resource_id!r} is not the ID of a declared resource")
 
     # --- ordering -----------------------------------------------------------
 
@@ -531,18 +611,20 @@ class Realizer:
                 yield parent
                 parent = parents.get(parent)
 
-        for spec in self.specs.values():
+        nodes: dict[str, ContainerSpec | GateSpec] = {**self.specs, **self.gates}
+        for spec in nodes.values():
             expanded = set()
             for dep in spec.depends_on:
-                if dep in self.specs:
+                if dep in nodes:
                     expanded.add(dep)
                     continue
-                expanded |= {other for other in self.specs if dep in ancestors(other)}
+                expanded |= {other for other in nodes if dep in ancestors(other)}
             spec.depends_on = expanded - {spec.resource.name}
 
     def levels(self) -> list[list[str]]:
-        """Container resource names in start order; each inner list may start together."""
-        remaining = {name: set(spec.depends_on) for name, spec in self.specs.items()}
+        """Container (and gate) resource names in start order; each inner list may start together."""
+        nodes: dict[str, ContainerSpec | GateSpec] = {**self.specs, **self.gates}
+        remaining = {name: set(spec.depends_on) for name, spec in nodes.items()}
         levels: list[list[str]] = []
         while remaining:
             ready = sorted(name for name, deps in remaining.items() if not deps & remaining.keys())
@@ -586,22 +668,20 @@ class Realizer:
 
     def _create_and_start(self, spec: ContainerSpec) -> str:
         container_name = spec.name
-        first, *others = spec.networks
+        # As resourceDockerContainerCreate does (resource_docker_container_funcs.go):
+        # create in `network_mode` (default "bridge", which is what Read stores
+        # and compares, ForceNew), then leave the default bridge and join each
+        # `networks_advanced` network.
         created = self.api.create_container(
             spec.image,
             name=container_name,
             host_config=self.api.create_host_config(**{k: v for k, v in spec.host_config.items() if v is not None}),
-            networking_config=self.api.create_networking_config(
-                {
-                    first.network: self.api.create_endpoint_config(
-                        aliases=first.aliases or None, ipv4_address=first.ipv4_address
-                    )
-                }
-            ),
             **{k: v for k, v in spec.create.items() if v is not None},
         )
         container_id: str = created["Id"]
-        for attachment in others:
+        if spec.host_config.get("network_mode") == "bridge":
+            self.api.disconnect_container_from_network(container_id, "bridge")
+        for attachment in spec.networks:
             self.api.connect_container_to_network(
                 container_id,
                 attachment.network,
@@ -612,8 +692,32 @@ class Realizer:
             self.api.put_archive(container_id, "/", _upload_archive(spec.uploads))
         if spec.start:
             self.api.start(container_id)
-            self.wait_ready(container_id, spec)
+            if spec.attach:
+                self.api.wait(container_id, timeout=spec.wait_seconds)
+            elif spec.must_run or spec.wait_healthy:
+                self.wait_ready(container_id, spec)
         return container_id
+
+    def run_gate(self, resource: Resource) -> dict[str, Any]:
+        """Run the gate's own dynamic provider against the real container; return the gate's outputs.
+
+        As the engine does (pulumi/dynamic/__main__.py, Create): the provider
+        is the dill-serialized `__provider` input, and its create receives the
+        inputs, here with `containerId` the real ID of the container whose
+        mock ID the program passed. Whatever it raises fails the gate, with
+        its message (which names the container and the reason).
+        """
+        container = self._named_by_id(resource, resource.inputs.get("containerId"))
+        container_id = self.realized.containers.get(container)
+        if container_id is None:
+            raise RealizeError(f"{resource.name}: container {container} has not been created")
+        provider = load_provider(resource.inputs)
+        props = {**resource.inputs, "containerId": container_id}
+        try:
+            result = provider.create(props)
+        except Exception as error:
+            raise RealizeError(f"{resource.name}: {error}") from error
+        return {**(result.outs or {}), "__provider": resource.inputs["__provider"], "id": result.id}
 
     def wait_ready(self, container_id: str, spec: ContainerSpec) -> None:
         """Running, and healthy when the program asked to wait for health."""
@@ -652,6 +756,11 @@ class Realizer:
             self.api.remove_container(container_id, force=True, v=spec.remove_volumes)
         except NotFound:
             return
+
+
+def load_provider(inputs: Mapping[str, Any]) -> Any:
+    """The dynamic provider a dynamic resource carries in `__provider`, as the engine loads it."""
+    return dill.loads(base64.b64decode(inputs["__provider"]))
 
 
 def _upload_archive(uploads: list[tuple[str, bytes, int]]) -> bytes:
