@@ -27,6 +27,43 @@ from docker.errors import DockerException
 _START_TIMEOUT_SECONDS = 60
 _STOP_TIMEOUT_SECONDS = 30
 
+# Default log options such as many hosts set in daemon.json. Docker merges
+# them into every container whose log driver is the daemon's default
+# (json-file), and the provider reads the merged map back into the ForceNew
+# `log_opts`: the read-back test (test_readback.py) shows that no container the
+# program declares picks them up.
+DAEMON_LOG_OPTS = {"labels": "microstack.stack", "compress": "true", "max-file": "2"}
+DAEMON_ARGS = [arg for key, value in DAEMON_LOG_OPTS.items() for arg in ("--log-opt", f"{key}={value}")]
+
+
+class _Owned:
+    """The dockerd this session started, if any: only that one may be restarted by a test."""
+
+    process: subprocess.Popen[bytes] | None = None
+    dockerd: str = ""
+    log: Path | None = None
+
+
+def owns_engine() -> bool:
+    """Whether this test session started the engine (and so may restart it)."""
+    return _Owned.process is not None and _Owned.process.poll() is None
+
+
+def restart_engine() -> docker.DockerClient:
+    """Stop the engine this session started and start it again, as a host reboot would.
+
+    Containers with a restart policy come back by themselves. Returns a new client.
+    """
+    if not owns_engine() or _Owned.log is None:
+        raise RuntimeError("this session did not start the Docker engine, so it cannot restart it")
+    assert _Owned.process is not None
+    _stop(_Owned.process)
+    with _Owned.log.open("ab") as log_file:
+        _Owned.process = subprocess.Popen(
+            [_Owned.dockerd, *DAEMON_ARGS], stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return _wait_for_engine(_Owned.process, _Owned.log)
+
 
 def _ping(client: docker.DockerClient) -> bool:
     try:
@@ -67,11 +104,12 @@ def docker_engine(dockerd: str) -> Iterator[docker.DockerClient]:
     log = Path(tempfile.mkstemp(prefix="microstack-dockerd-", suffix=".log")[1])
     with log.open("wb") as log_file:
         process = subprocess.Popen(
-            [dockerd],
+            [dockerd, *DAEMON_ARGS],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    _Owned.process, _Owned.dockerd, _Owned.log = process, dockerd, log
     try:
         client = _wait_for_engine(process, log)
         try:
@@ -79,7 +117,9 @@ def docker_engine(dockerd: str) -> Iterator[docker.DockerClient]:
         finally:
             client.close()
     finally:
-        _stop(process)
+        # A restart (restart_engine) may have replaced the process.
+        _stop(_Owned.process or process)
+        _Owned.process = None
     # Kept only when starting failed: then its path is in the error.
     log.unlink(missing_ok=True)
 
