@@ -32,7 +32,7 @@ _STOP_TIMEOUT_SECONDS = 30
 # (json-file), and the provider reads the merged map back into the ForceNew
 # `log_opts`: the read-back test (test_readback.py) shows that no container the
 # program declares picks them up.
-DAEMON_LOG_OPTS = {"labels": "microstack.stack", "compress": "true", "max-file": "2"}
+DAEMON_LOG_OPTS = {"labels": "microstack.stack", "compress": "true", "max-file": "2", "max-size": "20m"}
 DAEMON_ARGS = [arg for key, value in DAEMON_LOG_OPTS.items() for arg in ("--log-opt", f"{key}={value}")]
 
 
