@@ -172,8 +172,15 @@ class Realized:
     volumes: dict[str, str] = field(default_factory=dict)
     containers: dict[str, str] = field(default_factory=dict)
     images: dict[str, str] = field(default_factory=dict)
-    gates: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """A gate's outputs, as its provider's create returned them."""
+    gates: dict[str, GateRun] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GateRun:
+    """A gate its provider created: the ID and outputs its create returned."""
+
+    id: str
+    outputs: dict[str, Any]
 
 
 @dataclass
@@ -698,8 +705,8 @@ class Realizer:
                 self.wait_ready(container_id, spec)
         return container_id
 
-    def run_gate(self, resource: Resource) -> dict[str, Any]:
-        """Run the gate's own dynamic provider against the real container; return the gate's outputs.
+    def run_gate(self, resource: Resource) -> GateRun:
+        """Run the gate's own dynamic provider against the real container.
 
         As the engine does (pulumi/dynamic/__main__.py, Create): the provider
         is the dill-serialized `__provider` input, and its create receives the
@@ -717,7 +724,7 @@ class Realizer:
             result = provider.create(props)
         except Exception as error:
             raise RealizeError(f"{resource.name}: {error}") from error
-        return {**(result.outs or {}), "__provider": resource.inputs["__provider"], "id": result.id}
+        return GateRun(str(result.id), {**(result.outs or {}), "__provider": resource.inputs["__provider"]})
 
     def wait_ready(self, container_id: str, spec: ContainerSpec) -> None:
         """Running, and healthy when the program asked to wait for health."""
