@@ -19,6 +19,8 @@ INVALID = [
     ({"api": {"replica": 2}}, "microstack:api.replica", "not a known key"),
     ({"proxy": {"kind": "traefik"}}, "microstack:proxy.kind", "'nginx' or 'haproxy'"),
     ({"proxy": {"bindAddress": "localhost"}}, "microstack:proxy.bindAddress", "IP address"),
+    # cpus is ForceNew and read back as "0.1": it would replace Postgres on every `up`.
+    ({"postgres": {"cpus": 0.05}}, "microstack:postgres.cpus", "reads back as '0.1'"),
     ({"proxy": {"httpPort": 70000}}, "microstack:proxy.httpPort", "less than or equal to 65535"),
     ({"proxy": {"tls": {"mode": "on"}}}, "microstack:proxy.tls.mode", "'off', 'self-signed' or 'provided'"),
     ({"proxy": {"tls": {"mode": "provided"}}}, "microstack:proxy.tls.mode", "microstack:tlsCertificate"),
