@@ -43,8 +43,18 @@ ROOT = Path(__file__).resolve().parents[2]
 # touches a `make up` dev stack on the same engine.
 SOURCE_STACK = "dev"
 PROJECT_COPY_IGNORE = shutil.ignore_patterns(
-    ".git", "venv", ".venv", ".pulumi-state", "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache"
+    ".git",
+    "venv",
+    ".venv",
+    ".pulumi-state",
+    ".pulumi-cli",
+    "__pycache__",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".mypy_cache",
 )
+# Where `make up` installs the pinned CLI when none is on PATH (scripts/pulumi_cli.py).
+PROJECT_CLI = ROOT / ".pulumi-cli" / "bin" / "pulumi"
 PROBE_DEADLINE_SECONDS = 120
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
@@ -53,9 +63,16 @@ pytestmark = pytest.mark.slow
 
 def _require_pulumi_cli() -> str:
     cli = shutil.which("pulumi")
+    if cli is None and PROJECT_CLI.is_file():
+        # The copy `make up` installed: the Automation API runs `pulumi` from PATH.
+        os.environ["PATH"] = f"{PROJECT_CLI.parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        cli = str(PROJECT_CLI)
     if cli is None:
         # The one skip CI may take: the CLI cannot be installed from a package registry.
-        pytest.skip("the pulumi CLI is not on PATH (see pulumi.com/docs/install); this test runs `pulumi up` with it")
+        pytest.skip(
+            "the pulumi CLI is neither on PATH nor in .pulumi-cli (`make up` installs it; see "
+            "pulumi.com/docs/install); this test runs `pulumi up` with it"
+        )
     return cli
 
 
