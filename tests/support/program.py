@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 import json
 import runpy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,9 +182,12 @@ def run_program(
     stack: str = "dev",
     secrets: Mapping[str, str] | None = None,
     provider_config: Mapping[str, Any] | None = None,
+    transformations: Sequence[pulumi.ResourceTransformation] = (),
 ) -> Program:
     """Evaluate the program with `microstack:<key>` = config[key] and the given secret keys.
 
+    `transformations` are registered as stack transformations, as a user's
+    own program could, to change what a test cannot set through config.
     Raises whatever the program raises (e.g. pulumi.RunError for invalid config).
     """
     mocks = RecordingMocks()
@@ -194,10 +197,14 @@ def run_program(
     asyncio.set_event_loop(loop)
     try:
         pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
-        # Mocks do not see resource options; a stack transformation (run in
-        # this process, before registration) records them.
+        # Mocks do not see resource options, nor which resources' outputs an
+        # input came from; a stack transformation (run in this process,
+        # before registration) records both.
         options: dict[str, dict[str, Any]] = {}
-        pulumi.runtime.register_stack_transformation(_option_recorder(options))
+        props: dict[str, Any] = {}
+        for transformation in transformations:
+            pulumi.runtime.register_stack_transformation(transformation)
+        pulumi.runtime.register_stack_transformation(_option_recorder(options, props))
         all_config: dict[str, str] = {}
         for key, value in (config or {}).items():
             all_config[f"{PROJECT}:{key}"] = json.dumps(_unwrap_secure(value))
@@ -211,6 +218,8 @@ def run_program(
         pulumi.runtime.set_all_config(all_config, secret_keys)
         loop.run_until_complete(run_pulumi_func(lambda: runpy.run_path(str(PROGRAM), run_name="__main__")))
         outputs = loop.run_until_complete(_stack_outputs())
+        for key, value in props.items():
+            options[key]["property_dependencies"] = loop.run_until_complete(_property_dependencies(value))
     finally:
         loop.close()
         asyncio.set_event_loop(None)
@@ -221,11 +230,10 @@ def run_program(
     return Program(resources=resources, outputs=outputs)
 
 
-def _option_recorder(
-    options: dict[str, dict[str, Any]],
-) -> Any:
+def _option_recorder(options: dict[str, dict[str, Any]], props: dict[str, Any]) -> Any:
     def record(args: pulumi.ResourceTransformationArgs) -> None:
         opts = args.opts
+        props[f"{args.type_}::{args.name}"] = args.props
         options[f"{args.type_}::{args.name}"] = {
             "retain_on_delete": bool(opts.retain_on_delete),
             "protect": bool(opts.protect),
@@ -238,6 +246,12 @@ def _option_recorder(
         return None
 
     return record
+
+
+async def _property_dependencies(props: Any) -> list[str]:
+    """Names of the resources whose outputs the inputs `props` take, as the engine's property dependencies."""
+    resources = await pulumi.Output.from_input(props).resources()
+    return sorted({name for name in (getattr(r, "_name", None) for r in resources) if name})
 
 
 async def _stack_outputs() -> dict[str, Output]:

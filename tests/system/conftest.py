@@ -23,6 +23,7 @@ from tests.system.images import BuiltImages, build_test_images
 from tests.system.realizer import remove_abandoned
 from tests.system.stack import (
     SESSION_STARTED,
+    TABLES,
     TIMINGS,
     Stack,
     free_port,
@@ -34,7 +35,14 @@ from tests.system.stack import (
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Print how long the system test's phases took (only when it ran)."""
+    """Print the tables tests filled in, and how long the system test's phases took (only when it ran)."""
+    for title, rows in TABLES.items():
+        terminalreporter.section(title)
+        columns = list(rows[0]) if rows else []
+        widths = {c: max(len(c), *(len(row.get(c, "")) for row in rows)) for c in columns}
+        terminalreporter.write_line("  ".join(c.ljust(widths[c]) for c in columns))
+        for row in rows:
+            terminalreporter.write_line("  ".join(row.get(c, "").ljust(widths[c]) for c in columns))
     if not TIMINGS:
         return
     terminalreporter.section("system test runtime")

@@ -34,10 +34,12 @@ Under Pulumi's mocks an ID is the same fake value on every run
 unchanged to its dependents. The state therefore records for each resource an
 identity that changes whenever it is created (a container's real ID, a gate's
 ID, otherwise a generation), and inputs are compared with every mock ID and
-every provider-computed output (`imageId`, `repoDigest`, a password's
-`result`) resolved to the identity of the resource it belongs to. A resource
-being created or replaced in this `up` has no identity yet (`UNKNOWN`), as
-its outputs are unknown to the engine's plan: its dependents see a change.
+every generated output (a password's `result`) resolved to the identity of
+the resource it belongs to. A resource being created or replaced in this `up`
+has no identity yet (`UNKNOWN`): its dependents see a change. Outputs that
+derive from the content (an image's ID) are compared as the mocks give them,
+which derive them from the inputs: an image pulled again by the same
+reference leaves its containers unchanged, as in the engine.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ from tests.support.program import (
     RANDOM_PASSWORD,
     READY_GATE,
     REMOTE_IMAGE,
+    TLS_PRIVATE_KEY,
+    TLS_SELF_SIGNED_CERT,
     VOLUME,
     Program,
     Resource,
@@ -90,8 +94,15 @@ _CONTAINER_UPDATE_FIELDS = (
     "memorySwap",
 )
 _MIB = 1024 * 1024
-# Mock outputs shorter than this are not taken for references to a resource.
-_MIN_TOKEN_LENGTH = 8
+# Outputs a provider generates anew for each incarnation. The other computed
+# outputs the mocks fake (an image's ID, a repo digest) derive from the
+# inputs, as the real ones derive from the content: pulling the same
+# reference again gives the same image ID, and dependents see no change.
+_GENERATED = {
+    RANDOM_PASSWORD: ("result",),
+    TLS_PRIVATE_KEY: ("privateKeyPem", "publicKeyPem"),
+    TLS_SELF_SIGNED_CERT: ("certPem",),
+}
 
 
 @dataclass
@@ -225,22 +236,17 @@ class _Graph:
 
     def __init__(self, program: Program) -> None:
         self.resources = {r.name: r for r in program.resources}
-        # A value standing for a resource: its mock ID and the outputs its
-        # provider computes (those the mocks do not copy from its inputs).
-        self.owner_of: dict[str, str] = {}
+        # A value standing for one incarnation of a resource: its mock ID and
+        # what its provider generates anew each time (a password).
+        self.owners_of: dict[str, set[str]] = {}
         # Names of networks and volumes: a reference (an Output) but the same
         # string for any incarnation, so it orders and never resolves.
         self.named: dict[str, str] = {}
         for resource in program.resources:
-            self.owner_of[mock_id(resource.name)] = resource.name
-            for key, value in resource.outputs.items():
-                if (
-                    isinstance(value, str)
-                    and len(value) >= _MIN_TOKEN_LENGTH
-                    and resource.inputs.get(key) != value
-                    and key != PROVIDER_KEY
-                ):
-                    self.owner_of[value] = resource.name
+            self.owners_of.setdefault(mock_id(resource.name), set()).add(resource.name)
+            for key in _GENERATED.get(resource.type, ()):
+                if isinstance(resource.outputs.get(key), str):
+                    self.owners_of.setdefault(resource.outputs[key], set()).add(resource.name)
             if resource.type in (NETWORK, VOLUME) and isinstance(resource.outputs.get("name"), str):
                 self.named[resource.outputs["name"]] = resource.name
         self._dependencies = {name: self._dependencies_of(self.resources[name]) for name in self.resources}
@@ -251,23 +257,27 @@ class _Graph:
             return {k: v if k == PROVIDER_KEY else self.resolve(v, identities) for k, v in value.items()}
         if isinstance(value, list):
             return [self.resolve(v, identities) for v in value]
-        if isinstance(value, str) and value in self.owner_of:
-            owner = self.owner_of[value]
-            identity = identities.get(owner, UNKNOWN)
-            if identity == UNKNOWN:
+        if isinstance(value, str) and value in self.owners_of:
+            owners = sorted(self.owners_of[value])
+            found = [identities.get(owner, UNKNOWN) for owner in owners]
+            if UNKNOWN in found:
                 return UNKNOWN
             # A mock ID is the ID itself; another computed output is a value of that incarnation.
-            return identity if value == mock_id(owner) else f"{value}#{identity}"
+            if len(owners) == 1 and value == mock_id(owners[0]):
+                return found[0]
+            return "#".join([value, *found])
         return value
 
     def references(self, resource: Resource) -> set[str]:
-        return {self.owner_of[v] for v in _leaves(resource.inputs) if v in self.owner_of} - {resource.name}
+        return {owner for v in _leaves(resource.inputs) for owner in self.owners_of.get(v, ())} - {resource.name}
 
     def dependencies(self, name: str) -> set[str]:
         return self._dependencies.get(name, set())
 
     def _dependencies_of(self, resource: Resource) -> set[str]:
-        found = self.references(resource)
+        # The resources whose outputs its inputs take (recorded by
+        # tests/support/program.py), and those the mock values name.
+        found = set(resource.options.get("property_dependencies") or []) | self.references(resource)
         found |= {self.named[v] for v in _leaves(resource.inputs) if v in self.named}
         for dependency in resource.options.get("depends_on") or []:
             found |= self._expand(getattr(dependency, "_name", ""))

@@ -10,13 +10,14 @@ import ipaddress
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import docker
 import httpx
+import pulumi
 
 from components.common import LABEL_ROLE
 from microstack_common import contract
@@ -26,6 +27,8 @@ from tests.system.realizer import Realizer
 
 # Phase name -> seconds, printed in the terminal summary (conftest.py).
 TIMINGS: dict[str, float] = {}
+# Table title -> rows (column -> value), printed in the terminal summary.
+TABLES: dict[str, list[dict[str, str]]] = {}
 SESSION_STARTED = time.monotonic()
 
 PROXY_READY_SECONDS = 60
@@ -115,19 +118,29 @@ def realize_stack(
     *,
     stack_name: str,
     skip: Callable[[Resource], bool] = lambda _resource: False,
+    project_root: Path = ROOT,
+    image_prefix: str = "",
+    transformations: Sequence[pulumi.ResourceTransformation] = (),
 ) -> Iterator[Stack]:
-    """Run the program under mocks with `config`, realize it, yield it, remove it."""
+    """Run the program under mocks with `config`, realize it, yield it, remove it.
+
+    `project_root` is where the service images are built from (a test's copy
+    of services/ with a release of its own); their local tags start with
+    `image_prefix`, so that such builds do not untag the repository's.
+    """
     started = time.monotonic()
-    program = run_program(dict(config), stack=stack_name)
+    program = run_program(dict(config), stack=stack_name, transformations=transformations)
 
     def build(resource: Resource, context: Path, dockerfile: str, args: Mapping[str, str]) -> str:
-        return build_context_image(client, resource.name, context, dockerfile=dockerfile, buildargs=args)
+        return build_context_image(
+            client, f"{image_prefix}{resource.name}", context, dockerfile=dockerfile, buildargs=args
+        )
 
     realizer = Realizer(
         client,
         program,
         session=stack_name,
-        project_root=ROOT,
+        project_root=project_root,
         build_image=build,
         skip=skip,
     )

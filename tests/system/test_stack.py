@@ -15,12 +15,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import docker
@@ -30,14 +27,11 @@ import pytest
 from microstack_common import contract
 from tests.support.binaries import require_binary
 from tests.support.program import Resource
+from tests.system.load import INSTANCE, INTERVAL_SECONDS, ITEMS, register_and_login, steady_load
 from tests.system.stack import Stack
 
 pytestmark = pytest.mark.slow
 
-ITEMS = f"{contract.API_PREFIX}/items"
-INSTANCE = f"{contract.API_PREFIX}/instance"
-# Well under the default rate limit (50/s with a burst of 100 per client).
-LOAD_INTERVAL_SECONDS = 0.05
 # How long the services and proxies may take to notice a replaced or re-added peer.
 CONVERGE_SECONDS = 60
 
@@ -51,16 +45,6 @@ def _instances(stack: Stack, role: str) -> set[str]:
     return {_env(r, contract.Env.INSTANCE_NAME) for r in stack.containers_with_role(role)}
 
 
-def _token(client: httpx.Client) -> tuple[str, str]:
-    username = f"user-{uuid.uuid4().hex[:12]}"
-    password = f"pw-{uuid.uuid4().hex}"
-    registered = client.post(f"{contract.AUTH_PREFIX}/register", json={"username": username, "password": password})
-    assert registered.status_code == 201, registered.text
-    login = client.post(f"{contract.AUTH_PREFIX}/login", json={"username": username, "password": password})
-    assert login.status_code == 200, login.text
-    return username, login.json()["access_token"]
-
-
 @pytest.fixture
 def http(stack: Stack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack.base_url, timeout=10) as client:
@@ -68,7 +52,7 @@ def http(stack: Stack) -> Iterator[httpx.Client]:
 
 
 def test_auth_flow_through_the_proxy(http: httpx.Client) -> None:
-    username, token = _token(http)
+    username, token = register_and_login(http)
     verified = http.get(f"{contract.AUTH_PREFIX}/verify", headers={"Authorization": f"Bearer {token}"})
     assert verified.status_code == 200
     assert verified.json()["username"] == username
@@ -79,7 +63,7 @@ def test_auth_flow_through_the_proxy(http: httpx.Client) -> None:
 
 
 def test_crud_with_the_redis_cache_through_the_proxy(http: httpx.Client) -> None:
-    _, token = _token(http)
+    _, token = register_and_login(http)
     # A request with credentials is never answered from the proxy's cache, so
     # X-Cache below is the API's Redis cache speaking.
     auth = {"Authorization": f"Bearer {token}"}
@@ -113,7 +97,7 @@ def test_every_api_replica_answers(stack: Stack, http: httpx.Client) -> None:
         response = http.get(INSTANCE)
         assert response.status_code == 200, response.text
         seen.add(response.headers[contract.INSTANCE_HEADER])
-        time.sleep(LOAD_INTERVAL_SECONDS)
+        time.sleep(INTERVAL_SECONDS)
     assert seen == expected
 
 
@@ -220,42 +204,6 @@ def test_backend_only_containers_have_no_way_out(stack: Stack, docker_client: do
             assert _host_drops_leaving(network), f"the host forwards what {network_name} sends outside its subnet"
 
 
-@dataclass
-class _Load:
-    """Steady GETs through the proxy from a background thread, counting failures."""
-
-    base_url: str
-    path: str
-    instances: list[str] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        with httpx.Client(base_url=self.base_url, timeout=10) as client:
-            while not self.stop.is_set():
-                try:
-                    response = client.get(self.path)
-                    if response.status_code == 200:
-                        self.instances.append(response.headers.get(contract.INSTANCE_HEADER, ""))
-                    else:
-                        self.failures.append(f"{response.status_code} {response.text[:200]}")
-                except httpx.HTTPError as error:
-                    self.failures.append(repr(error))
-                time.sleep(LOAD_INTERVAL_SECONDS)
-
-
-@contextmanager
-def _steady_load(stack: Stack) -> Iterator[_Load]:
-    load = _Load(stack.base_url, INSTANCE)
-    worker = threading.Thread(target=load.run, daemon=True)
-    worker.start()
-    try:
-        yield load
-    finally:
-        load.stop.set()
-        worker.join(timeout=30)
-
-
 def _wait_until(condition: object, what: str, seconds: float = CONVERGE_SECONDS) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -272,7 +220,7 @@ def test_a_replica_stopped_and_started_under_load_fails_no_request(
     instance = _env(first, contract.Env.INSTANCE_NAME)
     spec = stack.realizer.specs[first.name]
     container_id = stack.container_id(first)
-    with _steady_load(stack) as load:
+    with steady_load(stack.base_url) as load:
         time.sleep(2)
         docker_client.api.stop(container_id, timeout=spec.grace_seconds)
         # One request may be in flight (the load is sequential) when stop returns.
@@ -312,7 +260,7 @@ def test_haproxy_finds_a_replica_added_and_removed_by_dns(
         finally:
             stack.realizer.remove_container(container_id, template.name)
         time.sleep(1)
-        with _steady_load(stack) as load:
+        with steady_load(stack.base_url) as load:
             time.sleep(5)
         assert load.failures == [], f"{len(load.failures)} failed requests after removal: {load.failures[:3]}"
         assert extra_instance not in load.instances
@@ -323,7 +271,7 @@ def test_haproxy_finds_a_replica_added_and_removed_by_dns(
 
 def test_postgres_data_survives_replacing_its_container(stack: Stack, docker_client: docker.DockerClient) -> None:
     with httpx.Client(base_url=stack.base_url, timeout=10) as client:
-        _, token = _token(client)
+        _, token = register_and_login(client)
         name = f"durable-{uuid.uuid4().hex[:8]}"
         created = client.post(ITEMS, json={"name": name}, headers={"Authorization": f"Bearer {token}"})
         assert created.status_code == 201, created.text

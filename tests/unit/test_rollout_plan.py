@@ -64,7 +64,9 @@ def test_a_code_change_replaces_the_replicas_one_after_the_other(
         assert by_name[replica].delete_before_replace
         assert by_name[f"{replica}-ready"].op == "replace"
         assert by_name[f"{replica}-ready"].changed == ["containerId"]
-    # One at a time: replica 2 only after replica 1's gate has passed.
+    # The image is built before it is looked up; one replica at a time,
+    # replica 2 only after replica 1's gate has passed.
+    assert _position(steps, "update", "api-image") < _position(steps, "replace", "api-built-image")
     assert (
         _position(steps, "replace", "api-1")
         < _position(steps, "replace", "api-1-ready")
@@ -174,3 +176,24 @@ def test_a_failed_gate_stops_the_up_and_a_second_up_waits_on_it_again(deployed: 
     retry = changes(plan(state, broken))
     assert [(s.op, s.name) for s in retry][:1] == [("create", "api-1-ready")]
     assert _position(retry, "create", "api-1-ready") < _position(retry, "replace", "api-2")
+
+
+def test_rolling_back_after_a_failed_rollout_replaces_only_the_replica_it_reached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = SourceTree(tmp_path)
+    monkeypatch.setattr(components.service, "_PROJECT_DIR", tmp_path)
+    good = Release("v2", (release_header("v2"),))
+    tree.deploy(good)
+    deployed = run_program(CONFIG)
+    state = State.declared(deployed)
+    tree.deploy(Release("v3", (release_header("v3"),)))
+    broken = run_program(CONFIG)
+    with pytest.raises(UpError):
+        apply(_Realizer(broken, broken={"api-1"}), plan(state, broken), broken, state)  # type: ignore[arg-type]
+
+    tree.deploy(good)
+    steps = changes(plan(state, run_program(CONFIG)))
+    replaced = {s.name for s in steps if s.type == CONTAINER}
+    # api-2 still runs the image the rollback pulls again: its image ID is the same.
+    assert replaced == {"api-1"}
