@@ -496,9 +496,9 @@ class Realizer:
         host_config: dict[str, Any] = {
             "binds": binds or None,
             "port_bindings": bindings or None,
-            "restart_policy": {"Name": restart, "MaximumRetryCount": int(f.get("maxRetryCount", 0))}
-            if restart != "no"
-            else None,
+            # Sent as the provider sends it, "no" included: Engines before 25
+            # store an omitted policy as "", which Read would report.
+            "restart_policy": {"Name": restart, "MaximumRetryCount": int(f.get("maxRetryCount", 0))},
             "mem_limit": int(memory) * _MIB if memory is not None else None,
             # The provider's -1 means unlimited swap; Docker takes -1 the same way.
             "memswap_limit": (int(memory_swap) * _MIB if int(memory_swap) > 0 else -1)
@@ -729,7 +729,7 @@ class Realizer:
     def wait_ready(self, container_id: str, spec: ContainerSpec) -> None:
         """Running, and healthy when the program asked to wait for health."""
         deadline = time.monotonic() + spec.wait_seconds
-        restarts_allowed = 3 if spec.host_config.get("restart_policy") else 0
+        restarts_allowed = 3 if spec.host_config["restart_policy"]["Name"] != "no" else 0
         while True:
             details = self.api.inspect_container(container_id)
             state = details["State"]
