@@ -23,27 +23,25 @@ into one real container or network and shows that the check catches it.
 
 from __future__ import annotations
 
-import datetime
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from components.common import LABEL_ROLE
+from tests.integration.proxy.harness import self_signed_pem
 from tests.support.binaries import binaries_required
 from tests.support.program import (
     CONTAINER,
     NETWORK,
     READY_GATE,
     REMOTE_IMAGE,
+    ROOT,
     Program,
     Resource,
     run_program,
@@ -51,7 +49,7 @@ from tests.support.program import (
 )
 from tests.support.readback import Change, diff, read_container, read_network
 from tests.system.engine import owns_engine, restart_engine
-from tests.system.images import BuiltImages
+from tests.system.images import BuiltImages, build_context_image
 from tests.system.readback_check import readback_changes
 from tests.system.realizer import SESSION_LABEL, Realizer
 from tests.system.stack import free_port, free_subnet, unique_stack_name
@@ -66,26 +64,6 @@ PROBED_FIELDS = {"memory", "memorySwap", "cpus", "mustRun", "logDriver", "logOpt
 SLEEP = ["python3", "-c", "import time; time.sleep(10**9)"]
 # Containers with a restart policy come back after the daemon restarts.
 BACK_AFTER_RESTART_SECONDS = 120
-
-
-def _self_signed() -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    pem_key = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    return certificate.public_bytes(serialization.Encoding.PEM).decode(), pem_key
 
 
 def _role(resource: Resource) -> str | None:
@@ -121,7 +99,7 @@ def stack_file_program(client: docker.DockerClient, images: BuiltImages, stack: 
     }
     secrets: dict[str, str] = {}
     if tls != "off":
-        secrets["tlsCertificate"], secrets["tlsPrivateKey"] = _self_signed()
+        secrets["tlsCertificate"], secrets["tlsPrivateKey"] = self_signed_pem()
     name = unique_stack_name(f"readback-{stack}")
     program = run_program(config, stack=name, secrets=secrets)
     return program, name
@@ -178,7 +156,7 @@ def test_a_second_up_changes_nothing_also_after_a_daemon_restart(
         engine,
         program,
         session=name,
-        project_root=realizer_root(),
+        project_root=ROOT,
         build_image=build_image(engine),
     )
     try:
@@ -211,16 +189,8 @@ def _wait_running(client: docker.DockerClient, session: str, expected: int) -> N
     raise AssertionError(f"{running} of {expected} containers running {BACK_AFTER_RESTART_SECONDS}s after the restart")
 
 
-def realizer_root() -> Any:
-    from tests.support.program import ROOT
-
-    return ROOT
-
-
-def build_image(client: docker.DockerClient) -> Any:
-    from tests.system.images import build_context_image
-
-    def build(resource: Resource, context: Any, dockerfile: str, args: Any) -> str:
+def build_image(client: docker.DockerClient) -> Callable[[Resource, Path, str, Mapping[str, str]], str]:
+    def build(resource: Resource, context: Path, dockerfile: str, args: Mapping[str, str]) -> str:
         return build_context_image(client, resource.name, context, dockerfile=dockerfile, buildargs=args)
 
     return build

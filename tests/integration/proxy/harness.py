@@ -78,8 +78,8 @@ def proxy_paths(root: Path) -> Paths:
     )
 
 
-def self_signed_tls(root: Path, host: str = "localhost") -> Tls:
-    """Write a fresh self-signed certificate, key and HAProxy bundle under `root`."""
+def self_signed_pem(host: str = "localhost") -> tuple[str, str]:
+    """A fresh self-signed certificate for `host` and its key, both PEM."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
     now = datetime.datetime.now(datetime.UTC)
@@ -100,6 +100,12 @@ def self_signed_tls(root: Path, host: str = "localhost") -> Tls:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
+    return cert_pem, key_pem
+
+
+def self_signed_tls(root: Path, host: str = "localhost") -> Tls:
+    """Write a fresh self-signed certificate, key and HAProxy bundle under `root`."""
+    cert_pem, key_pem = self_signed_pem(host)
     tls_dir = root / "tls"
     tls_dir.mkdir(parents=True, exist_ok=True)
     tls = Tls(
