@@ -186,7 +186,7 @@ def _report(day2: Day2, scenario: str, up: Up, in_rotation: list[str]) -> None:
         "up": scenario,
         "release": up.release,
         "steps planned": str(len(changes(up.steps))),
-        "steps run": str(len(changes(a.step for a in up.done))),
+        "steps done": str(len(changes(a.step for a in up.done))),
         "result": f"failed at {up.error.step.name}" if up.error else "ok",
         "rollout s": f"{up.ended - up.started:.1f}",
         "requests": str(up.load.requests),
@@ -288,6 +288,7 @@ def test_a_release_that_never_gets_healthy_stops_at_the_first_replica(day2: Day2
     assert up.error is not None, "the up succeeded although the first replica never got healthy"
     assert up.error.step.name == "api-1-ready"
     message = str(up.error)
+    print(message)
     assert day2.stack.realizer.specs["api-1"].name in message, message
     assert "did not become healthy" in message and "cannot start" in message, message
     assert {name: day2.container_id(name) for name in others} == before
