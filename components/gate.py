@@ -48,6 +48,9 @@ POLL_SECONDS = 1.0
 # setup jobs are idempotent, and a first failure is often a peer still starting.
 JOB_RUNS = 2
 LOG_LINES = 20
+# A container that restarted this often while it was waited on is crash-looping:
+# the gate says so at once instead of waiting out its timeout.
+CRASH_LOOP_RESTARTS = 3
 # The only inputs whose change means "wait again"; timeouts and connection
 # settings may change without re-checking a container that is already ready.
 _REPLACING_INPUTS = ("containerId", "condition")
@@ -139,6 +142,7 @@ def wait_until_ready(props: Mapping[str, Any]) -> None:
 
 def _wait_healthy(client: Any, container_id: str, name: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
+    first_restarts: int | None = None
     while True:
         details = _inspect(client, container_id, name)
         state = details["State"]
@@ -147,6 +151,10 @@ def _wait_healthy(client: Any, container_id: str, name: str, timeout: float) -> 
             raise GateError(f"container {name} has no health check, so it cannot be waited on until healthy")
         if state.get("Running") and health.get("Status") == "healthy":
             return
+        restarts = int(details.get("RestartCount") or 0)
+        first_restarts = restarts if first_restarts is None else first_restarts
+        if restarts - first_restarts >= CRASH_LOOP_RESTARTS:
+            raise GateError(_report(client, details, name, f"keeps exiting ({restarts - first_restarts} restarts)"))
         if time.monotonic() >= deadline:
             raise GateError(_report(client, details, name, f"did not become healthy within {timeout:g} s"))
         time.sleep(POLL_SECONDS)

@@ -29,14 +29,17 @@ def run(docker_client: docker.DockerClient, test_images: BuiltImages) -> Iterato
     """Start a throw-away container from the Python base image; returns (id, name)."""
     made: list[str] = []
 
-    def start(command: str, *, health: str | None = None) -> tuple[str, str]:
+    def start(command: str, *, health: str | None = None, restart: bool = False) -> tuple[str, str]:
         name = f"gate-test-{uuid.uuid4().hex[:8]}"
         created = docker_client.api.create_container(
             test_images.python,
             name=name,
             command=["sh", "-c", command],
             labels={SESSION_LABEL: "gate-test"},
-            host_config=docker_client.api.create_host_config(log_config=docker.types.LogConfig(type="local")),
+            host_config=docker_client.api.create_host_config(
+                log_config=docker.types.LogConfig(type="local"),
+                restart_policy={"Name": "always"} if restart else None,
+            ),
             healthcheck={"test": ["CMD-SHELL", health], "interval": SECOND // 2, "retries": 1} if health else None,
         )
         made.append(created["Id"])
@@ -75,6 +78,16 @@ def test_an_unhealthy_container_fails_naming_it_and_its_last_probe(run: Callable
     assert f"container {name} did not become healthy within 4 s" in message
     assert "database unreachable" in message
     assert "starting" in message  # the last log lines
+
+
+def test_a_crash_looping_container_fails_at_once_not_at_the_timeout(run: Callable[..., tuple[str, str]]) -> None:
+    container_id, name = run("echo cannot connect; exit 1", health="true", restart=True)
+    started = time.monotonic()
+    with pytest.raises(GateError) as failure:
+        wait_until_ready(_props(container_id, name, "healthy", timeout=120))
+    assert time.monotonic() - started < 60
+    assert f"container {name} keeps exiting" in str(failure.value)
+    assert "cannot connect" in str(failure.value)
 
 
 def test_a_container_without_a_health_check_cannot_be_waited_on(run: Callable[..., tuple[str, str]]) -> None:
