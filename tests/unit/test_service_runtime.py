@@ -100,3 +100,24 @@ def test_log_lines_are_json_with_the_agreed_keys_and_extra_fields() -> None:
     assert record["request_id"] == "req-1"
     assert record["key"] == "item:1"
     assert record["timestamp"].endswith("+00:00")
+
+
+def test_an_app_that_fails_to_build_exits_1_with_one_json_line(
+    secret_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from microstack_common import lifecycle
+
+    for key, value in secret_env.items():
+        monkeypatch.setenv(key, value)
+
+    def broken(_settings: Settings, _lifecycle: lifecycle.Lifecycle) -> object:
+        raise RuntimeError("release v3 cannot start")
+
+    with pytest.raises(SystemExit) as exited:
+        lifecycle.run_service(service_name="api", default_port=API_PORT, build_app=broken)  # type: ignore[arg-type]
+    assert exited.value.code == 1
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in (captured.out + captured.err).splitlines() if line.startswith("{")]
+    failure = next(line for line in lines if "cannot start" in line["message"])
+    assert failure["level"] == "CRITICAL"
+    assert "release v3 cannot start" in failure["exception"]

@@ -112,7 +112,9 @@ def run_service(
     """The whole of a service's `__main__`: settings, logs, app, serve.
 
     A configuration error is reported as one JSON log line and exit status 2,
-    so `docker logs` says what to fix instead of showing a traceback.
+    so `docker logs` says what to fix instead of showing a traceback; an
+    error while building the app is one JSON line with the traceback in it,
+    and exit status 1.
     """
     try:
         settings = Settings.from_env(service_name=service_name, default_port=default_port)
@@ -122,4 +124,11 @@ def run_service(
         sys.exit(2)
     configure_logging(settings.service_name, settings.instance_name, settings.log_level)
     lifecycle = Lifecycle()
-    serve(build_app(settings, lifecycle), settings, lifecycle)
+    try:
+        app = build_app(settings, lifecycle)
+    except Exception:
+        # A bug, not a setting: its traceback goes into the one JSON log line
+        # (field `exception`) rather than onto stderr as loose lines.
+        logger.critical("cannot start: building the application failed", exc_info=True)
+        sys.exit(1)
+    serve(app, settings, lifecycle)
