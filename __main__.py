@@ -76,8 +76,9 @@ postgres = Postgres(
         password=secrets.postgres_password,
         logs=logs,
         docker=docker_connection,
-        # Each replica's pool (see the services' settings) plus room for admin sessions.
-        max_connections=(config.api.replicas + config.auth.replicas) * 10 + 20,
+        # Fixed in config, checked against the replicas' pools there: not derived
+        # from the replica counts, which would restart Postgres on every scaling.
+        max_connections=config.postgres.max_connections,
     ),
     after_logging,
 )

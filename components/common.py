@@ -174,7 +174,15 @@ class Runtime:
         }
 
     def options(self, **options: Any) -> pulumi.ResourceOptions:
-        """Resource options for the container: the caller's, plus replacement on a changed health check."""
+        """Resource options for the container: the caller's, plus replacement on a changed health check.
+
+        Replaced delete-before-replace: every container has a fixed name and
+        Docker refuses a second container of the same name, so the engine's
+        default (create the new one, then delete the old) would fail every
+        replacing `up`; for Postgres and Redis it would also run two servers
+        on one data volume.
+        """
+        options.setdefault("delete_before_replace", True)
         return pulumi.ResourceOptions(replace_on_changes=REPLACE_ON_CHANGES, **options)
 
 

@@ -170,6 +170,13 @@ class PostgresConfig(_Model):
 
     memory_mb: MemoryMb = Field(512, ge=128, description="Memory limit, in MiB")
     cpus: Cpus = Field(1.0, description="CPU limit, in cores")
+    max_connections: int = Field(
+        200,
+        ge=20,
+        le=10_000,
+        description="Connections Postgres accepts: each API and auth replica pools up to "
+        f"{contract.DATABASE_POOL_SIZE}, plus 20 for admin sessions (a change restarts Postgres)",
+    )
     database: str = Field("microstack", description="Database the services use")
     user: str = Field("microstack", description="Role the services connect as")
     retain_on_delete: bool = Field(
@@ -305,6 +312,17 @@ class StackConfig(_Model):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> StackConfig:
+        # A fixed setting rather than one derived from the replica counts:
+        # `max_connections` is on Postgres' command line, so deriving it
+        # would restart Postgres whenever the API is scaled.
+        needed = (self.api.replicas + self.auth.replicas) * contract.DATABASE_POOL_SIZE + 20
+        if self.postgres.max_connections < needed:
+            raise ValueError(
+                f"postgres.maxConnections ({self.postgres.max_connections}) must be at least {needed} for "
+                f"api.replicas + auth.replicas = {self.api.replicas + self.auth.replicas} "
+                f"({contract.DATABASE_POOL_SIZE} pooled connections each, plus 20): raise it (Postgres restarts) "
+                "or run fewer replicas"
+            )
         if self.proxy.kind == "haproxy" and self.proxy.discovery_slots < self.api.replicas:
             raise ValueError(
                 f"proxy.discoverySlots ({self.proxy.discovery_slots}) must be at least api.replicas "

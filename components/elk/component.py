@@ -243,7 +243,8 @@ class Elk(pulumi.ComponentResource):
                 docker.ContainerLabelArgs(label=key, value=value)
                 for key, value in sorted(labels(args.stack, ROLE_JOB).items())
             ],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.elasticsearch_ready]),
+            # A fixed name: see Runtime.options.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.elasticsearch_ready], delete_before_replace=True),
         )
 
     def _create_logstash(self, name: str) -> docker.Container:

@@ -31,6 +31,11 @@ INVALID = [
         "microstack",
         "discoverySlots (2) must be at least api.replicas (3)",
     ),
+    (
+        {"api": {"replicas": 20}},
+        "microstack",
+        "postgres.maxConnections (200) must be at least 230 for api.replicas + auth.replicas = 21",
+    ),
     ({"postgres": {"user": "Robert'); DROP"}}, "microstack:postgres.user", "SQL identifier"),
     ({"redis": {"maxmemoryPolicy": "lru"}}, "microstack:redis.maxmemoryPolicy", "'allkeys-lru'"),
     ({"logging": {"enabled": "yes"}}, "microstack:logging.enabled", "valid boolean"),

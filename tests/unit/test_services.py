@@ -159,3 +159,17 @@ def test_replicas_drain_for_as_long_as_the_proxy_needs_to_notice() -> None:
     drain = float(env[contract.Env.SHUTDOWN_DRAIN_SECONDS])
     assert drain > 5 * 4
     assert replica["stopTimeout"] >= drain + 10
+
+
+def test_scaling_the_api_does_not_restart_postgres() -> None:
+    # max_connections is on Postgres' command line (ForceNew): it must not follow the replica count.
+    two = run_program({"api": {"replicas": 2}}).container("postgres-container")
+    four = run_program({"api": {"replicas": 4}}).container("postgres-container")
+    assert two.inputs == four.inputs
+
+
+def test_every_container_is_replaced_delete_before_replace() -> None:
+    # Fixed names: Docker refuses a second container of the same name.
+    program = run_program({"logging": {"enabled": True}})
+    for container in program.containers:
+        assert container.options["delete_before_replace"], container.name

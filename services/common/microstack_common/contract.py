@@ -33,6 +33,9 @@ MAX_BODY_BYTES: Final = 1024 * 1024
 # Seconds Docker waits after SIGTERM before SIGKILL; the services finish
 # in-flight requests and exit well within it.
 STOP_TIMEOUT_SECONDS: Final = 30
+# Connections one service replica's pool holds at most; Postgres must accept
+# this many per replica (microstack:postgres.maxConnections is checked against it).
+DATABASE_POOL_SIZE: Final = 10
 
 # --- Secret files inside containers (mounted read-only by upload) ---
 SECRETS_DIR: Final = "/run/secrets"

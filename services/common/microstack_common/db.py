@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from microstack_common import contract
 from microstack_common.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ async def create_pool(settings: Settings, *, wait_seconds: float = 60.0) -> asyn
                 password=settings.database_password,
                 database=settings.database_name,
                 min_size=1,
-                max_size=10,
+                max_size=contract.DATABASE_POOL_SIZE,
                 timeout=CONNECT_TIMEOUT_SECONDS,
                 command_timeout=COMMAND_TIMEOUT_SECONDS,
             )
