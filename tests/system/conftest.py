@@ -4,8 +4,8 @@ The session starts dockerd when none answers (and stops it after), builds or
 reuses the images, and realizes declared stacks (stack.py). Every stack is
 removed when its fixture ends, also after a failure, and leftovers of an
 interrupted earlier session are removed first. The time each phase took is
-printed in the terminal summary: the suite's budget is 15 minutes cold and 5
-with the image cache warm.
+printed in the terminal summary (docs/system-test.md gives the figures: a few
+minutes for the stacks, about 20 more for the day-2 rollouts).
 """
 
 from __future__ import annotations
