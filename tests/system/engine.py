@@ -10,6 +10,7 @@ tests check meaningless.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -25,7 +26,12 @@ from docker.errors import DockerException
 # A cold dockerd on a fresh machine initialises its data root and iptables
 # chains before it answers; that takes a few seconds, rarely more than 30.
 _START_TIMEOUT_SECONDS = 60
-_STOP_TIMEOUT_SECONDS = 30
+# dockerd stops every running container within that container's own stop
+# timeout before it exits (the API replicas allow 30 s to drain): killing it
+# sooner leaves its containerd behind, and the next dockerd cannot start.
+_STOP_TIMEOUT_SECONDS = 120
+# The containerd that dockerd starts (and stops) runs in a session of its own.
+_CONTAINERD_PID_FILE = Path("/var/run/docker/containerd/containerd.pid")
 
 # Default log options such as many hosts set in daemon.json. Docker merges
 # them into every container whose log driver is the daemon's default
@@ -143,12 +149,29 @@ def _wait_for_engine(process: subprocess.Popen[bytes], log: Path) -> docker.Dock
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM lets dockerd stop its containers and its containerd itself."""
-    if process.poll() is not None:
-        return
-    process.terminate()
+    """SIGTERM lets dockerd stop its containers and its containerd itself; then make sure containerd is gone."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=_STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    _stop_containerd()
+
+
+def _stop_containerd() -> None:
+    """Wait for the containerd of the stopped dockerd to exit, and kill it if it does not."""
     try:
-        process.wait(timeout=_STOP_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        pid = int(_CONTAINERD_PID_FILE.read_text().strip())
+    except (OSError, ValueError):
+        return
+    deadline = time.monotonic() + _STOP_TIMEOUT_SECONDS / 4
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
