@@ -166,7 +166,9 @@ def realized_pair(docker_client: docker.DockerClient, test_images: BuiltImages) 
         stopSignal="SIGTERM",
         stopTimeout=7.0,
         destroyGraceSeconds=7.0,
-        logDriver="json-file",
+        # Not json-file: the engine the tests start merges its daemon-wide
+        # json-file options in (engine.DAEMON_LOG_OPTS), as the program avoids.
+        logDriver="local",
         logOpts={"max-size": "1m", "max-file": "2"},
         labels=[{"label": "microstack.role", "value": "cache"}],
         wait=True,
@@ -223,7 +225,7 @@ def test_container_fields_reach_the_engine(
     assert host["NanoCpus"] == 500_000_000
     assert host["ShmSize"] == 32 * 1024 * 1024
     assert host["RestartPolicy"]["Name"] == "unless-stopped"
-    assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "2"}}
+    assert host["LogConfig"] == {"Type": "local", "Config": {"max-size": "1m", "max-file": "2"}}
     assert host["PortBindings"] == {"6379/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
     assert config["StopSignal"] == "SIGTERM"
     assert config["StopTimeout"] == 7
