@@ -123,7 +123,11 @@ def wait_until_ready(props: Mapping[str, Any]) -> None:
     """Block until the container meets the condition, or raise GateError naming it and the reason."""
     import docker  # imported here: only the provider process and the tests need the Docker SDK
 
-    client = _client(docker, props.get("docker") or {})
+    with tempfile.TemporaryDirectory(prefix="microstack-docker-tls-") as tls_directory:
+        _wait_with(_client(docker, props.get("docker") or {}, Path(tls_directory)), props)
+
+
+def _wait_with(client: Any, props: Mapping[str, Any]) -> None:
     try:
         container_id = str(props["containerId"])
         name = str(props.get("containerName") or container_id[:12])
@@ -212,15 +216,17 @@ def _report(client: Any, details: Mapping[str, Any], name: str, what: str) -> st
     )
 
 
-def _client(docker: Any, connection: Mapping[str, Any]) -> Any:
-    """A Docker SDK client for the provider's connection settings (DOCKER_HOST and the local socket otherwise)."""
+def _client(docker: Any, connection: Mapping[str, Any], directory: Path) -> Any:
+    """A Docker SDK client for the provider's connection settings (DOCKER_HOST and the local socket otherwise).
+
+    TLS material is written to `directory`, which the caller removes when the wait is over.
+    """
     host = connection.get("host") or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     if host.startswith("ssh://"):
         # The ssh binary, as the provider uses it: ~/.ssh/config and agents apply.
         return docker.DockerClient(base_url=host, use_ssh_client=True, timeout=60)
     tls: Any = False
     if connection.get("certMaterial") or connection.get("caMaterial"):
-        directory = Path(tempfile.mkdtemp(prefix="microstack-docker-tls-"))
         paths = {}
         for key, file in (("caMaterial", "ca.pem"), ("certMaterial", "cert.pem"), ("keyMaterial", "key.pem")):
             if connection.get(key):

@@ -211,9 +211,6 @@ class ReplicatedService(pulumi.ComponentResource):
                 docker.ContainerNetworksAdvancedArgs(name=args.backend.name, aliases=[args.service, instance]),
             ],
             **runtime.container_args(),
-            opts=runtime.options(
-                parent=self,
-                delete_before_replace=True,
-                depends_on=[previous] if previous is not None else None,
-            ),
+            # Delete-before-replace comes with Runtime.options (a fixed name and address).
+            opts=runtime.options(parent=self, depends_on=[previous] if previous is not None else None),
         )

@@ -189,7 +189,7 @@ class Proxy(pulumi.ComponentResource):
             # own network namespace only; harmless for nginx.
             sysctls={"net.ipv4.ip_unprivileged_port_start": "0"},
             **runtime.container_args(),
-            opts=runtime.options(parent=self, delete_before_replace=True),
+            opts=runtime.options(parent=self),
         )
         self.ready = ready_gate(self, name, self.container, args.docker)
         host = "127.0.0.1" if cfg.bind_address in ("0.0.0.0", "127.0.0.1") else cfg.bind_address
