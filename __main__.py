@@ -11,6 +11,7 @@ from components.common import log_driver
 from components.config import load_config, load_docker_connection
 from components.elk import Elk, ElkArgs
 from components.network import Networks, NetworksArgs, default_frontend_subnet
+from components.platform.choose import platform_for
 from components.postgres import Postgres, PostgresArgs
 from components.proxy.component import Proxy, ProxyArgs, Upstream, rejoin_seconds
 from components.redis import Redis, RedisArgs
@@ -24,11 +25,18 @@ docker_connection = load_docker_connection()
 stack = pulumi.get_stack()
 prefix = f"{pulumi.get_project()}-{stack}"
 logs = log_driver(config.logging)
+# Containers on one Docker host, or services on a Swarm: the one place that decides.
+platform = platform_for(config, docker_connection, stack)
 
-frontend_subnet = config.network.frontend_subnet or default_frontend_subnet(prefix)
+# Replicas keep fixed frontend addresses where the platform pins them (for nginx; see ReplicatedService).
+frontend_subnet = (
+    (config.network.frontend_subnet or default_frontend_subnet(prefix)) if platform.pins_addresses else None
+)
 networks = Networks(
     "networks",
-    NetworksArgs(prefix=prefix, logging_enabled=config.logging.enabled, frontend_subnet=frontend_subnet),
+    NetworksArgs(
+        prefix=prefix, logging_enabled=config.logging.enabled, frontend_subnet=frontend_subnet, platform=platform
+    ),
 )
 
 secrets = Secrets(
@@ -57,7 +65,7 @@ elk = (
             network=networks.logging,
             elastic_password=secrets.elastic_password,
             kibana_system_password=secrets.kibana_system_password,
-            docker=docker_connection,
+            platform=platform,
         ),
     )
     if config.logging.enabled and networks.logging and secrets.elastic_password and secrets.kibana_system_password
@@ -75,7 +83,7 @@ postgres = Postgres(
         network=networks.backend,
         password=secrets.postgres_password,
         logs=logs,
-        docker=docker_connection,
+        platform=platform,
         # Fixed in config, checked against the replicas' pools there: not derived
         # from the replica counts, which would restart Postgres on every scaling.
         max_connections=config.postgres.max_connections,
@@ -93,7 +101,7 @@ redis = Redis(
         network=networks.backend,
         password=secrets.redis_password,
         logs=logs,
-        docker=docker_connection,
+        platform=platform,
     ),
     after_logging,
 )
@@ -128,8 +136,8 @@ def service(name: str, replicas: int, cpus: float, memory_mb: int, port: int, tt
             # Long enough for HAProxy's checks to mark a stopping replica down.
             drain_seconds=config.proxy.health_check.interval_seconds * config.proxy.health_check.fall + 1,
             rejoin_seconds=rejoin_seconds(config.proxy),
-            platform=config.images.platform,
-            docker=docker_connection,
+            image_platform=config.images.platform,
+            platform=platform,
         ),
         # Replicas start once the data stores are healthy.
         pulumi.ResourceOptions(depends_on=[postgres, redis]),
@@ -148,6 +156,12 @@ auth = service(
     config.auth.token_ttl_seconds,
 )
 
+
+def upstream(alias: str, port: int, service: ReplicatedService) -> Upstream:
+    deployment = service.deployment
+    return Upstream(alias, port, deployment.addresses, config.proxy.discovery_slots, deployment.dns_name)
+
+
 proxy = Proxy(
     "proxy",
     ProxyArgs(
@@ -156,10 +170,10 @@ proxy = Proxy(
         prefix=prefix,
         stack=stack,
         network=networks.frontend,
-        api=Upstream(contract.Alias.API, config.api.port, api.addresses, config.proxy.discovery_slots),
-        auth=Upstream(contract.Alias.AUTH, contract.AUTH_PORT, auth.addresses, config.proxy.discovery_slots),
+        api=upstream(contract.Alias.API, config.api.port, api),
+        auth=upstream(contract.Alias.AUTH, contract.AUTH_PORT, auth),
         logs=logs,
-        docker=docker_connection,
+        platform=platform,
         tls_certificate=secret_config.get("tlsCertificate"),
         tls_private_key=secret_config.get("tlsPrivateKey"),
     ),
@@ -176,10 +190,10 @@ pulumi.export(
         "port": postgres.port,
         "database": postgres.database,
         "user": postgres.user,
-        "container": postgres.container.name,
+        "container": postgres.deployment.name,
     },
 )
-pulumi.export("redis", {"host": redis.host, "port": redis.port, "container": redis.container.name})
+pulumi.export("redis", {"host": redis.host, "port": redis.port, "container": redis.deployment.name})
 pulumi.export("postgresPassword", secrets.postgres_password)
 pulumi.export("redisPassword", secrets.redis_password)
 if elk is not None:

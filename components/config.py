@@ -298,8 +298,40 @@ class NetworkConfig(_Model):
         return value
 
 
+class SwarmConfig(_Model):
+    """The Swarm a `platform: swarm` stack deploys to (docs/swarm.md)."""
+
+    nodes: int = Field(1, ge=1, le=1000, description="How many nodes the swarm has (more than 1 needs images.registry)")
+    data_label: str = Field(
+        "microstack.data",
+        pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$",
+        description="Node label (value `true`) of the node that holds Postgres', Redis' and Elasticsearch's volumes",
+    )
+    edge_label: str = Field(
+        "microstack.edge",
+        pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$",
+        description="Node label (value `true`) of the node that runs the proxy and publishes its ports",
+    )
+
+
+Platform = Literal["containers", "swarm"]
+
+
+def is_remote_docker_host(host: str | None) -> bool:
+    """Whether `docker:host` names another machine (tcp://, ssh://) rather than this one's socket."""
+    if not host:
+        return False
+    return not host.startswith(("unix://", "npipe://")) and not host.startswith(("tcp://127.", "tcp://localhost"))
+
+
 class StackConfig(_Model):
     """Everything under `microstack:` in a stack file."""
+
+    platform: Platform = Field(
+        "containers",
+        description="containers: one Docker host; swarm: services on the Docker Swarm `docker:host` manages",
+    )
+    swarm: SwarmConfig = Field(default_factory=SwarmConfig)
 
     api: ApiConfig = Field(default_factory=ApiConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
@@ -322,6 +354,16 @@ class StackConfig(_Model):
                 f"api.replicas + auth.replicas = {self.api.replicas + self.auth.replicas} "
                 f"({contract.DATABASE_POOL_SIZE} pooled connections each, plus 20): raise it (Postgres restarts) "
                 "or run fewer replicas"
+            )
+        if self.platform == "swarm" and self.network.frontend_subnet is not None:
+            raise ValueError(
+                "network.frontendSubnet: fixed replica addresses exist only with platform 'containers'; "
+                "on 'swarm' the proxy finds replicas through Docker's DNS (tasks.<service>): remove the key"
+            )
+        if self.platform == "swarm" and self.proxy.bind_address != "0.0.0.0":
+            raise ValueError(
+                f"proxy.bindAddress ({self.proxy.bind_address}): must be 0.0.0.0 on platform 'swarm': a service "
+                "publishes in host mode on every interface of its node (firewall the node to limit who reaches it)"
             )
         if self.proxy.kind == "haproxy" and self.proxy.discovery_slots < self.api.replicas:
             raise ValueError(
@@ -369,7 +411,13 @@ def _allowed(error: Mapping[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
-def parse_config(values: Mapping[str, Any], secret_keys_present: Iterable[str] = ()) -> StackConfig:
+# Top-level keys whose value is one setting rather than an object of settings.
+_SCALAR_KEYS = frozenset({"platform"})
+
+
+def parse_config(
+    values: Mapping[str, Any], secret_keys_present: Iterable[str] = (), docker_host: str | None = None
+) -> StackConfig:
     """Validate the raw `microstack:*` values (top-level key -> parsed YAML) into a StackConfig.
 
     Every problem is collected before raising, so a user fixes a stack file in one pass.
@@ -387,6 +435,9 @@ def parse_config(values: Mapping[str, Any], secret_keys_present: Iterable[str] =
         if name not in values:
             continue
         value = values[name]
+        if name in _SCALAR_KEYS:
+            sections[name] = value
+            continue
         if not isinstance(value, dict):
             problems.append(f"{PROJECT}:{name}: must be an object of settings (got {value!r})")
             continue
@@ -411,6 +462,19 @@ def parse_config(values: Mapping[str, Any], secret_keys_present: Iterable[str] =
                         f"{PROJECT}:proxy.tls.mode: 'provided' needs the secret {PROJECT}:{key} "
                         f"(pulumi config set --secret {PROJECT}:{key} < file.pem)"
                     )
+        if config.platform != "swarm" and "swarm" in values:
+            problems.append(
+                f"{PROJECT}:swarm: applies only with {PROJECT}:platform: swarm (platform is {config.platform!r})"
+            )
+        remote = is_remote_docker_host(docker_host)
+        if config.platform == "swarm" and config.images.registry is None and (config.swarm.nodes > 1 or remote):
+            where = (
+                f"swarm.nodes is {config.swarm.nodes}" if config.swarm.nodes > 1 else f"docker:host is {docker_host}"
+            )
+            problems.append(
+                f"{PROJECT}:images.registry: is required on platform 'swarm' when {where}: every node pulls the "
+                "service images, by digest, from a registry (images built on the manager exist on the manager only)"
+            )
         if config.images.registry is not None and "registryPassword" not in present:
             problems.append(
                 f"{PROJECT}:images.registry: needs the secret {PROJECT}:registryPassword "
@@ -453,7 +517,7 @@ def load_config() -> tuple[StackConfig, dict[str, Any]]:
 
     values, present = _raw_values()
     try:
-        config = parse_config(values, present)
+        config = parse_config(values, present, pulumi.Config("docker").get("host"))
     except ConfigError as exc:
         raise pulumi.RunError(str(exc)) from None
     secrets = pulumi.Config(PROJECT)
@@ -477,6 +541,24 @@ def reference_markdown() -> str:
     """The README's configuration reference, generated from the model so the two cannot drift."""
     rows = ["| key | type | default | description |", "| --- | --- | --- | --- |"]
 
+    def row(key: str, field: Any, nested: type[BaseModel] | None) -> str:
+        annotation = field.annotation
+        kind = getattr(annotation, "__name__", str(annotation)).replace("typing.", "").replace(" | ", " or ")
+        if nested is not None:
+            kind = "object (" + ", ".join(f.alias or n for n, f in nested.model_fields.items()) + ")"
+        if getattr(annotation, "__origin__", None) is Literal:
+            kind = " \\| ".join(repr(a) for a in annotation.__args__)
+        symbols = {"Ge": "≥", "Gt": ">", "Le": "≤", "Lt": "<"}
+        limits = [
+            f"{symbols[type(m).__name__]} {getattr(m, type(m).__name__.lower())}"
+            for m in field.metadata
+            if type(m).__name__ in symbols
+        ]
+        if limits:
+            kind += " (" + ", ".join(limits) + ")"
+        default = "—" if field.is_required() else f"`{field.get_default(call_default_factory=True)!r}`"
+        return f"| `{key}` | {kind} | {default} | {field.description or ''} |"
+
     def walk(model: type[BaseModel], prefix: str) -> None:
         for name, field in model.model_fields.items():
             key = f"{prefix}.{field.alias or name}"
@@ -492,24 +574,13 @@ def reference_markdown() -> str:
             if nested is not None and field.default_factory is not None:
                 walk(nested, key)
                 continue
-            kind = getattr(annotation, "__name__", str(annotation)).replace("typing.", "").replace(" | ", " or ")
-            if nested is not None:
-                kind = "object (" + ", ".join(f.alias or n for n, f in nested.model_fields.items()) + ")"
-            if getattr(annotation, "__origin__", None) is Literal:
-                kind = " \\| ".join(repr(a) for a in annotation.__args__)  # type: ignore[union-attr]
-            symbols = {"Ge": "≥", "Gt": ">", "Le": "≤", "Lt": "<"}
-            limits = [
-                f"{symbols[type(m).__name__]} {getattr(m, type(m).__name__.lower())}"
-                for m in field.metadata
-                if type(m).__name__ in symbols
-            ]
-            if limits:
-                kind += " (" + ", ".join(limits) + ")"
-            default = "—" if field.is_required() else f"`{field.get_default(call_default_factory=True)!r}`"
-            rows.append(f"| `{key}` | {kind} | {default} | {field.description or ''} |")
+            rows.append(row(key, field, nested))
 
     for name, field in StackConfig.model_fields.items():
         section = field.annotation
+        if name in _SCALAR_KEYS:
+            rows.append(row(f"{PROJECT}:{name}", field, None))
+            continue
         assert isinstance(section, type) and issubclass(section, BaseModel)
         walk(section, f"{PROJECT}:{name}")
     return "\n".join(rows)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
+from components.platform.base import NetworkSpec, Platform
+
 
 def default_frontend_subnet(prefix: str) -> str:
     """172.30.X.0/24 with X derived from the stack's prefix, so stacks on one host rarely collide."""
@@ -43,8 +45,9 @@ class NetworksArgs:
     prefix: str
     """Prefix of the Docker network names, e.g. `microstack-dev`, so stacks can share a host."""
     logging_enabled: bool
-    frontend_subnet: str
-    """Fixed so that replicas keep their addresses across replacement (see ReplicatedService)."""
+    frontend_subnet: str | None
+    """Fixed where replicas keep their addresses across replacement (containers; see ReplicatedService)."""
+    platform: Platform
 
 
 class Networks(pulumi.ComponentResource):
@@ -68,25 +71,16 @@ class Networks(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: NetworksArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("microstack:network:Networks", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self, delete_before_replace=True)
-        self.frontend = docker.Network(
-            f"{name}-frontend",
-            name=f"{args.prefix}-frontend",
-            driver="bridge",
-            ipam_configs=[
-                docker.NetworkIpamConfigArgs(
-                    subnet=args.frontend_subnet,
-                    gateway=gateway(args.frontend_subnet),
-                    ip_range=dynamic_range(args.frontend_subnet),
-                )
-            ],
-            opts=child,
+        platform = args.platform
+        self.frontend = platform.network(
+            self, NetworkSpec(f"{name}-frontend", f"{args.prefix}-frontend", subnet=args.frontend_subnet)
         )
-        self.backend = docker.Network(
-            f"{name}-backend", name=f"{args.prefix}-backend", driver="bridge", internal=True, opts=child
-        )
+        self.backend = platform.network(self, NetworkSpec(f"{name}-backend", f"{args.prefix}-backend", internal=True))
+        # Attachable: the one-off ELK setup job is a container that joins it (components/platform/swarm.py).
         self.logging = (
-            docker.Network(f"{name}-logging", name=f"{args.prefix}-logging", driver="bridge", internal=True, opts=child)
+            platform.network(
+                self, NetworkSpec(f"{name}-logging", f"{args.prefix}-logging", internal=True, attachable=True)
+            )
             if args.logging_enabled
             else None
         )

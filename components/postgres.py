@@ -7,18 +7,19 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.common import (
-    LogDriver,
-    Runtime,
-    data_volume,
-    healthcheck,
-    labels,
-    pulled_image,
-    ready_gate,
-    secret_file,
-)
+from components.common import LogDriver, labels, pulled_image
 from components.config import PostgresConfig
-from components.gate import DockerConnection
+from components.platform import Deployment, Platform
+from components.platform.workload import (
+    Attach,
+    DataVolume,
+    Health,
+    Image,
+    Kind,
+    Mount,
+    SecretFile,
+    Workload,
+)
 from microstack_common import contract
 
 DATA_DIR = "/var/lib/postgresql/data"
@@ -33,8 +34,7 @@ class PostgresArgs:
     network: docker.Network
     password: pulumi.Output[str]
     logs: LogDriver
-    docker: DockerConnection
-    """How the readiness gate reaches the Docker engine."""
+    platform: Platform
     max_connections: int = 100
 
 
@@ -53,67 +53,68 @@ class Postgres(pulumi.ComponentResource):
     port: int
     database: str
     user: str
-    container: docker.Container
-    volume: docker.Volume
+    deployment: Deployment
 
     def __init__(self, name: str, args: PostgresArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("microstack:database:Postgres", name, None, opts)
         cfg = args.config
         image = pulled_image(self, name, args.image)
-        self.volume = data_volume(self, name, f"{args.prefix}-postgres-data", cfg.retain_on_delete)
-        runtime = Runtime(
-            memory_mb=cfg.memory_mb,
-            cpus=cfg.cpus,
-            healthcheck=healthcheck(
-                [
-                    "CMD",
-                    "pg_isready",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(contract.POSTGRES_PORT),
-                    "-U",
-                    cfg.user,
-                    "-d",
-                    cfg.database,
-                ]
+        self.deployment = args.platform.run(
+            self,
+            Workload(
+                name=name,
+                docker_name=f"{args.prefix}-postgres",
+                role="postgres",
+                kind=Kind.STATEFUL,
+                image=Image(local_id=image.image_id, pinned=image.repo_digest),
+                memory_mb=cfg.memory_mb,
+                cpus=cfg.cpus,
+                # Over TCP: see the class docstring.
+                health=Health(
+                    [
+                        "CMD",
+                        "pg_isready",
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(contract.POSTGRES_PORT),
+                        "-U",
+                        cfg.user,
+                        "-d",
+                        cfg.database,
+                    ]
+                ),
+                logs=args.logs,
+                labels=labels(args.stack, "postgres"),
+                networks=(Attach(args.network, (contract.Alias.POSTGRES,)),),
+                env={
+                    "POSTGRES_USER": cfg.user,
+                    "POSTGRES_DB": cfg.database,
+                    "POSTGRES_PASSWORD_FILE": contract.POSTGRES_PASSWORD_FILE,
+                    "PGDATA": DATA_DIR,
+                },
+                command=[
+                    "postgres",
+                    "-c",
+                    f"max_connections={args.max_connections}",
+                    "-c",
+                    f"shared_buffers={max(16, cfg.memory_mb // 4)}MB",
+                ],
+                secrets=(SecretFile("postgres-password", contract.POSTGRES_PASSWORD_FILE, args.password),),
+                mounts=(
+                    Mount(DataVolume(f"{name}-data", f"{args.prefix}-postgres-data", cfg.retain_on_delete), DATA_DIR),
+                ),
+                # A larger /dev/shm: Docker's 64 MiB default breaks parallel queries.
+                shm_size_mb=128,
+                # The official image's stop signal: "fast shutdown", which rolls back
+                # open transactions and exits cleanly instead of waiting for clients.
+                stop_signal="SIGINT",
             ),
-            logs=args.logs,
-            labels=labels(args.stack, "postgres"),
-            # The official image's stop signal: "fast shutdown", which rolls back
-            # open transactions and exits cleanly instead of waiting for clients.
-            stop_signal="SIGINT",
+            container_resource=f"{name}-container",
         )
-        self.container = docker.Container(
-            f"{name}-container",
-            name=f"{args.prefix}-postgres",
-            image=image.image_id,
-            envs=[
-                f"POSTGRES_USER={cfg.user}",
-                f"POSTGRES_DB={cfg.database}",
-                f"POSTGRES_PASSWORD_FILE={contract.POSTGRES_PASSWORD_FILE}",
-                f"PGDATA={DATA_DIR}",
-            ],
-            command=[
-                "postgres",
-                "-c",
-                f"max_connections={args.max_connections}",
-                "-c",
-                f"shared_buffers={max(16, cfg.memory_mb // 4)}MB",
-            ],
-            uploads=[secret_file(contract.POSTGRES_PASSWORD_FILE, args.password)],
-            volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=DATA_DIR)],
-            networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(name=args.network.name, aliases=[contract.Alias.POSTGRES])
-            ],
-            # A larger /dev/shm: Docker's 64 MiB default breaks parallel queries.
-            shm_size=128,
-            **runtime.container_args(),
-            opts=runtime.options(parent=self),
-        )
-        self.ready = ready_gate(self, name, self.container, args.docker)
+        self.ready = self.deployment.ready
         self.host = contract.Alias.POSTGRES
         self.port = contract.POSTGRES_PORT
         self.database = cfg.database
         self.user = cfg.user
-        self.register_outputs({"container": self.container.name, "volume": self.volume.name})
+        self.register_outputs({"name": self.deployment.name})

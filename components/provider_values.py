@@ -74,3 +74,33 @@ def duration(seconds: int) -> str:
     if minutes:
         return f"{minutes}m{secs}s"
     return f"{secs}s"
+
+
+def short_duration(seconds: int) -> str:
+    """Whole seconds as the provider reads a service's durations back: 60 → "1m", 90 → "1m30s", 3600 → "1h".
+
+    Upstream: shortDur in resource_docker_service_structures.go (v3.9.0), Go's
+    `Duration.String()` with a trailing "m0s" cut to "m" and "h0m" to "h". Every
+    duration of docker.Service (update and rollback delay and monitor, health
+    check, stop grace period, restart delay and window) goes through it, and
+    none has a DiffSuppressFunc: "60s" would be a change on every `up`.
+    """
+    text = duration(seconds)
+    if text.endswith("m0s"):
+        text = text[:-2]
+    if text.endswith("h0m"):
+        text = text[:-2]
+    return text
+
+
+def failure_ratio(value: float) -> str:
+    """A service's max_failure_ratio as the provider reads it back: one decimal ("0.0", "0.1").
+
+    Upstream: flattenServiceUpdateOrRollbackConfig, `strconv.FormatFloat(…, 'f', 1, 64)`
+    of a float32 (resource_docker_service_structures.go, v3.9.0). Only ratios
+    that one decimal spells exactly survive; 0.25 would read back as "0.2".
+    """
+    text = f"{value:.1f}"
+    if Fraction(text) != Fraction(str(value)) or not 0 <= value <= 1:
+        raise ValueError(f"a failure ratio of {value} does not survive the read-back ({text!r}); use 0.0, 0.1, ... 1.0")
+    return text

@@ -7,18 +7,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.common import (
-    LogDriver,
-    Runtime,
-    data_volume,
-    healthcheck,
-    labels,
-    pulled_image,
-    ready_gate,
-    secret_file,
-)
+from components.common import LogDriver, labels, pulled_image
 from components.config import RedisConfig
-from components.gate import DockerConnection
+from components.platform import Deployment, Platform
+from components.platform.workload import Attach, DataVolume, Health, Image, Kind, Mount, SecretFile, Workload
 from components.redis_conf import render_redis_conf
 from microstack_common import contract
 
@@ -35,8 +27,7 @@ class RedisArgs:
     network: docker.Network
     password: pulumi.Output[str]
     logs: LogDriver
-    docker: DockerConnection
-    """How the readiness gate reaches the Docker engine."""
+    platform: Platform
 
 
 class Redis(pulumi.ComponentResource):
@@ -49,48 +40,49 @@ class Redis(pulumi.ComponentResource):
 
     host: str
     port: int
-    container: docker.Container
-    volume: docker.Volume
+    deployment: Deployment
 
     def __init__(self, name: str, args: RedisArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("microstack:cache:Redis", name, None, opts)
         cfg = args.config
         image = pulled_image(self, name, args.image)
-        self.volume = data_volume(self, name, f"{args.prefix}-redis-data", cfg.retain_on_delete)
         conf = args.password.apply(
             lambda password: render_redis_conf(
                 password=password, memory_mb=cfg.memory_mb, maxmemory_policy=cfg.maxmemory_policy
             )
         )
-        runtime = Runtime(
-            memory_mb=cfg.memory_mb,
-            cpus=cfg.cpus,
-            healthcheck=healthcheck(
-                [
-                    "CMD-SHELL",
-                    f'redis-cli --no-auth-warning -a "$(cat {contract.REDIS_PASSWORD_FILE})" ping | grep -q PONG',
-                ]
+        self.deployment = args.platform.run(
+            self,
+            Workload(
+                name=name,
+                docker_name=f"{args.prefix}-redis",
+                role="redis",
+                kind=Kind.STATEFUL,
+                image=Image(local_id=image.image_id, pinned=image.repo_digest),
+                memory_mb=cfg.memory_mb,
+                cpus=cfg.cpus,
+                health=Health(
+                    [
+                        "CMD-SHELL",
+                        f'redis-cli --no-auth-warning -a "$(cat {contract.REDIS_PASSWORD_FILE})" ping | grep -q PONG',
+                    ]
+                ),
+                logs=args.logs,
+                labels=labels(args.stack, "redis"),
+                networks=(Attach(args.network, (contract.Alias.REDIS,)),),
+                command=["redis-server", CONF_PATH],
+                # The password is in redis.conf: the whole file is a secret.
+                secrets=(
+                    SecretFile("redis-conf", CONF_PATH, pulumi.Output.secret(conf)),
+                    SecretFile("redis-password", contract.REDIS_PASSWORD_FILE, args.password),
+                ),
+                mounts=(
+                    Mount(DataVolume(f"{name}-data", f"{args.prefix}-redis-data", cfg.retain_on_delete), DATA_DIR),
+                ),
             ),
-            logs=args.logs,
-            labels=labels(args.stack, "redis"),
+            container_resource=f"{name}-container",
         )
-        self.container = docker.Container(
-            f"{name}-container",
-            name=f"{args.prefix}-redis",
-            image=image.image_id,
-            command=["redis-server", CONF_PATH],
-            uploads=[
-                secret_file(CONF_PATH, pulumi.Output.secret(conf)),
-                secret_file(contract.REDIS_PASSWORD_FILE, args.password),
-            ],
-            volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=DATA_DIR)],
-            networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(name=args.network.name, aliases=[contract.Alias.REDIS])
-            ],
-            **runtime.container_args(),
-            opts=runtime.options(parent=self),
-        )
-        self.ready = ready_gate(self, name, self.container, args.docker)
+        self.ready = self.deployment.ready
         self.host = contract.Alias.REDIS
         self.port = contract.REDIS_PORT
-        self.register_outputs({"container": self.container.name, "volume": self.volume.name})
+        self.register_outputs({"name": self.deployment.name})

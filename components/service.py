@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,9 +10,20 @@ from pathlib import Path
 import pulumi
 import pulumi_docker as docker
 
-from components.common import LogDriver, Runtime, healthcheck, labels, pulled_image, ready_gate, secret_file
+from components.common import LogDriver, labels, pulled_image
 from components.config import RegistryConfig
-from components.gate import DockerConnection, ReadyGate
+from components.platform import Deployment, Platform
+from components.platform.containers import pinned_address
+from components.platform.workload import (
+    INSTANCE,
+    Attach,
+    Health,
+    Image,
+    Kind,
+    PinnedAddresses,
+    SecretFile,
+    Workload,
+)
 from microstack_common import contract
 
 # Relative to the project directory, where Pulumi runs the program: the
@@ -37,9 +47,8 @@ def source_digest(roots: Iterable[Path]) -> str:
 
 
 def replica_address(subnet: str, service: str, index: int) -> str:
-    """The fixed frontend address of replica `index` (1-based) of `service`."""
-    network = ipaddress.ip_network(subnet)
-    return str(network.network_address + FIRST_HOST[service] + index)
+    """The fixed frontend address of replica `index` (1-based) of `service`, where the platform pins addresses."""
+    return pinned_address(PinnedAddresses(subnet, FIRST_HOST[service]), index)
 
 
 @dataclass(frozen=True)
@@ -64,7 +73,8 @@ class ServiceArgs:
     prefix: str
     stack: str
     frontend: docker.Network
-    frontend_subnet: str
+    frontend_subnet: str | None
+    """Where replicas get fixed addresses, on platforms that pin them (see ReplicatedService)."""
     backend: docker.Network
     database: Database
     database_password: pulumi.Output[str]
@@ -80,9 +90,9 @@ class ServiceArgs:
     rejoin_seconds: int
     """After a replica is healthy, how long until the proxy routes to it again;
     the next replica is not replaced before then."""
-    platform: str
+    image_platform: str
     """The platform the image is built for (the Docker host's)."""
-    docker: DockerConnection
+    platform: Platform
 
 
 class ReplicatedService(pulumi.ComponentResource):
@@ -104,29 +114,17 @@ class ReplicatedService(pulumi.ComponentResource):
     with its stale cache and fallback answer.
     """
 
-    containers: list[docker.Container]
-    gates: list[ReadyGate]
-    image_ref: pulumi.Output[str]
-    addresses: list[str]
+    deployment: Deployment
+    image: Image
 
     def __init__(self, name: str, args: ServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("microstack:service:ReplicatedService", name, None, opts)
-        self.image_ref = self._image(name, args)
-        self.containers = []
-        self.gates = []
-        self.addresses = []
-        previous: ReadyGate | None = None
-        for index in range(1, args.replicas + 1):
-            container = self._replica(name, args, index, previous)
-            previous = ready_gate(self, f"{name}-{index}", container, args.docker, settle_seconds=args.rejoin_seconds)
-            self.containers.append(container)
-            self.gates.append(previous)
-            self.addresses.append(replica_address(args.frontend_subnet, args.service, index))
-        self.register_outputs(
-            {"image": self.image_ref, "containers": [c.name for c in self.containers], "addresses": self.addresses}
-        )
+        self.image = self._image(name, args)
+        self.deployment = args.platform.run(self, self._workload(name, args))
+        self.ready = self.deployment.ready
+        self.register_outputs({"image": self.image.pinned, "name": self.deployment.name})
 
-    def _image(self, name: str, args: ServiceArgs) -> pulumi.Output[str]:
+    def _image(self, name: str, args: ServiceArgs) -> Image:
         tag = source_digest([_PROJECT_DIR / SERVICES_DIR / "common", _PROJECT_DIR / SERVICES_DIR / args.service])
         repository = f"{args.registry.repository}/{args.service}" if args.registry else f"{args.prefix}/{args.service}"
         image = docker.Image(
@@ -144,7 +142,7 @@ class ReplicatedService(pulumi.ComponentResource):
                 context=SERVICES_DIR,
                 dockerfile=f"{SERVICES_DIR}/{args.service}/Dockerfile",
                 args={"BASE_IMAGE": args.base_image},
-                platform=args.platform,
+                platform=args.image_platform,
             ),
             # Without a registry the image is built on the Docker host the
             # provider talks to, which is where the containers run.
@@ -161,56 +159,61 @@ class ReplicatedService(pulumi.ComponentResource):
         # change on every preview and replace every replica. Looking the built
         # image up (pulled by digest when pushed, so every host runs the same
         # bytes) gives that ID, and a new ID exactly when the source changes.
+        # Services (Swarm) name it by digest for the same reason: the
+        # provider reads a service's image back as `repo:tag@sha256:…`.
+        # Without a registry there is no digest; the tag, a digest of the
+        # source, is then the pin (one node only: config validation).
         reference = image.repo_digest if args.registry else image.image_name
-        return pulled_image(self, f"{name}-built", reference).image_id
+        return Image(local_id=pulled_image(self, f"{name}-built", reference).image_id, pinned=reference)
 
-    def _replica(self, name: str, args: ServiceArgs, index: int, previous: ReadyGate | None) -> docker.Container:
-        instance = f"{args.service}-{index}"
-        runtime = Runtime(
+    def _workload(self, name: str, args: ServiceArgs) -> Workload:
+        env = contract.Env
+        return Workload(
+            name=name,
+            docker_name=f"{args.prefix}-{args.service}",
+            role=args.service,
+            kind=Kind.REPLICATED,
+            replicas=args.replicas,
+            image=self.image,
             memory_mb=args.memory_mb,
             cpus=args.cpus,
-            healthcheck=healthcheck(["CMD", "python", "-m", "microstack_common.healthcheck", str(args.port)]),
+            health=Health(["CMD", "python", "-m", "microstack_common.healthcheck", str(args.port)]),
             logs=args.logs,
             labels=labels(args.stack, args.service),
+            networks=(
+                Attach(
+                    args.frontend,
+                    (args.service,),
+                    pinned=PinnedAddresses(args.frontend_subnet, FIRST_HOST[args.service])
+                    if args.frontend_subnet
+                    else None,
+                ),
+                Attach(args.backend, (args.service,)),
+            ),
+            instance_alias=True,
+            env={
+                env.SERVICE_NAME: args.service,
+                env.INSTANCE_NAME: INSTANCE,
+                env.HOST: "0.0.0.0",
+                env.PORT: str(args.port),
+                env.DATABASE_HOST: args.database.host,
+                env.DATABASE_PORT: str(args.database.port),
+                env.DATABASE_NAME: args.database.name,
+                env.DATABASE_USER: args.database.user,
+                env.DATABASE_PASSWORD_FILE: contract.POSTGRES_PASSWORD_FILE,
+                env.REDIS_HOST: args.redis_host,
+                env.REDIS_PORT: str(args.redis_port),
+                env.REDIS_PASSWORD_FILE: contract.REDIS_PASSWORD_FILE,
+                env.JWT_SIGNING_KEY_FILE: contract.JWT_SIGNING_KEY_FILE,
+                env.JWT_TTL_SECONDS: str(args.jwt_ttl_seconds),
+                env.SHUTDOWN_DRAIN_SECONDS: f"{args.drain_seconds:g}",
+            },
+            secrets=(
+                SecretFile("postgres-password", contract.POSTGRES_PASSWORD_FILE, args.database_password),
+                SecretFile("redis-password", contract.REDIS_PASSWORD_FILE, args.redis_password),
+                SecretFile("jwt-signing-key", contract.JWT_SIGNING_KEY_FILE, args.jwt_signing_key),
+            ),
             # Drain, then finish in-flight requests: well within the stop timeout.
             stop_timeout=max(contract.STOP_TIMEOUT_SECONDS, int(args.drain_seconds) + 15),
-        )
-        env = contract.Env
-        return docker.Container(
-            f"{name}-{index}",
-            name=f"{args.prefix}-{instance}",
-            image=self.image_ref,
-            envs=[
-                f"{env.SERVICE_NAME}={args.service}",
-                f"{env.INSTANCE_NAME}={instance}",
-                f"{env.HOST}=0.0.0.0",
-                f"{env.PORT}={args.port}",
-                f"{env.DATABASE_HOST}={args.database.host}",
-                f"{env.DATABASE_PORT}={args.database.port}",
-                f"{env.DATABASE_NAME}={args.database.name}",
-                f"{env.DATABASE_USER}={args.database.user}",
-                f"{env.DATABASE_PASSWORD_FILE}={contract.POSTGRES_PASSWORD_FILE}",
-                f"{env.REDIS_HOST}={args.redis_host}",
-                f"{env.REDIS_PORT}={args.redis_port}",
-                f"{env.REDIS_PASSWORD_FILE}={contract.REDIS_PASSWORD_FILE}",
-                f"{env.JWT_SIGNING_KEY_FILE}={contract.JWT_SIGNING_KEY_FILE}",
-                f"{env.JWT_TTL_SECONDS}={args.jwt_ttl_seconds}",
-                f"{env.SHUTDOWN_DRAIN_SECONDS}={args.drain_seconds:g}",
-            ],
-            uploads=[
-                secret_file(contract.POSTGRES_PASSWORD_FILE, args.database_password),
-                secret_file(contract.REDIS_PASSWORD_FILE, args.redis_password),
-                secret_file(contract.JWT_SIGNING_KEY_FILE, args.jwt_signing_key),
-            ],
-            networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(
-                    name=args.frontend.name,
-                    aliases=[args.service, instance],
-                    ipv4_address=replica_address(args.frontend_subnet, args.service, index),
-                ),
-                docker.ContainerNetworksAdvancedArgs(name=args.backend.name, aliases=[args.service, instance]),
-            ],
-            **runtime.container_args(),
-            # Delete-before-replace comes with Runtime.options (a fixed name and address).
-            opts=runtime.options(parent=self, depends_on=[previous] if previous is not None else None),
+            settle_seconds=args.rejoin_seconds,
         )

@@ -3,27 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_docker as docker
 
-from components import provider_values
-from components.common import (
-    MEMORY_SWAP_UNLIMITED,
-    ROLE_JOB,
-    Runtime,
-    config_file,
-    data_volume,
-    healthcheck,
-    labels,
-    log_driver,
-    pulled_image,
-    ready_gate,
-    secret_file,
-)
+from components.common import ROLE_JOB, labels, log_driver, pulled_image
 from components.config import ImagesConfig, LoggingConfig
 from components.elk import render
-from components.gate import Condition, DockerConnection, ReadyGate
+from components.platform import Deployment, NetworkSpec, Platform
+from components.platform.workload import (
+    Attach,
+    ConfigFile,
+    DataVolume,
+    Health,
+    Image,
+    Kind,
+    Mount,
+    Publish,
+    SecretFile,
+    Workload,
+)
 from microstack_common import contract
 
 ES_HOME = "/usr/share/elasticsearch"
@@ -73,8 +73,7 @@ class ElkArgs:
     """The internal logging network."""
     elastic_password: pulumi.Output[str]
     kibana_system_password: pulumi.Output[str]
-    docker: DockerConnection
-    """How the readiness gates reach the Docker engine."""
+    platform: Platform
 
 
 class Elk(pulumi.ComponentResource):
@@ -96,12 +95,11 @@ class Elk(pulumi.ComponentResource):
     one more each time it logged one.
     """
 
-    elasticsearch: docker.Container
-    setup: docker.Container
-    logstash: docker.Container
-    kibana: docker.Container
+    elasticsearch: Deployment
+    setup: Deployment
+    logstash: Deployment
+    kibana: Deployment
     edge_network: docker.Network
-    volume: docker.Volume
     kibana_url: str
     gelf_address: str
 
@@ -109,32 +107,17 @@ class Elk(pulumi.ComponentResource):
         super().__init__("microstack:logging:Elk", name, None, opts)
         cfg = args.config
         self._args = args
-        self._child = pulumi.ResourceOptions(parent=self)
         self._logs = log_driver(cfg.model_copy(update={"enabled": False}))
 
-        self.edge_network = docker.Network(
-            f"{name}-edge",
-            name=f"{args.prefix}-logging-edge",
-            driver="bridge",
-            options={"com.docker.network.bridge.enable_ip_masquerade": "false"},
-            # See components/network.py: Docker refuses two networks of one name.
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
-        )
-        self.volume = data_volume(
-            self, f"{name}-elasticsearch", f"{args.prefix}-elasticsearch-data", cfg.retain_on_delete
+        self.edge_network = args.platform.network(
+            self, NetworkSpec(f"{name}-edge", f"{args.prefix}-logging-edge", masquerade=False)
         )
         self.kibana_url = f"http://127.0.0.1:{cfg.kibana_port}"
         self.gelf_address = f"udp://127.0.0.1:{cfg.gelf_port}"
-        self.elasticsearch = self._create_elasticsearch(name)
-        self.elasticsearch_ready = self._gate(f"{name}-elasticsearch", self.elasticsearch)
-        self.setup = self._create_setup_job(name)
-        # The job's exit code is checked here: the provider only records it
-        # (must_run=false with attach), so a failed setup would pass as done.
-        self.setup_done = self._gate(f"{name}-setup", self.setup, "exited-zero")
-        self.logstash = self._create_logstash(name)
-        self.logstash_ready = self._gate(f"{name}-logstash", self.logstash)
-        self.kibana = self._create_kibana(name)
-        self.kibana_ready = self._gate(f"{name}-kibana", self.kibana)
+        self.elasticsearch = self._elasticsearch(name)
+        self.setup = self._setup_job(name)
+        self.logstash = self._logstash(name)
+        self.kibana = self._kibana(name)
         self.register_outputs(
             {
                 "elasticsearch": self.elasticsearch.name,
@@ -145,64 +128,74 @@ class Elk(pulumi.ComponentResource):
             }
         )
 
-    def _runtime(self, role: str, memory_mb: int, cpus: float, test: str, start_period_seconds: int) -> Runtime:
-        return Runtime(
+    def _workload(
+        self, name: str, role: str, image: Image, memory_mb: int, cpus: float, test: str, start_period: int, **more: Any
+    ) -> Workload:
+        return Workload(
+            name=name,
+            docker_name=f"{self._args.prefix}-{role}",
+            role=role,
+            kind=more.pop("kind", Kind.STATEFUL),
+            image=image,
             memory_mb=memory_mb,
             cpus=cpus,
-            healthcheck=healthcheck(["CMD-SHELL", test], start_period_seconds=start_period_seconds),
+            health=Health(["CMD-SHELL", test], start_period_seconds=start_period),
             logs=self._logs,
             labels=labels(self._args.stack, role),
-        )
-
-    def _gate(self, name: str, container: docker.Container, condition: Condition = "healthy") -> ReadyGate:
-        return ready_gate(
-            self, name, container, self._args.docker, condition=condition, timeout_seconds=WAIT_TIMEOUT_SECONDS
-        )
-
-    def _logging_network(self, alias: str) -> docker.ContainerNetworksAdvancedArgs:
-        return docker.ContainerNetworksAdvancedArgs(name=self._args.network.name, aliases=[alias])
-
-    def _edge_network(self) -> docker.ContainerNetworksAdvancedArgs:
-        return docker.ContainerNetworksAdvancedArgs(name=self.edge_network.name)
-
-    def _create_elasticsearch(self, name: str) -> docker.Container:
-        args, cfg = self._args, self._args.config
-        image = pulled_image(self, f"{name}-elasticsearch", args.images.elasticsearch)
-        heap = cfg.elasticsearch_heap_mb
-        runtime = self._runtime(
-            "elasticsearch",
-            cfg.elasticsearch_memory_mb,
-            ES_CPUS,
-            render.elasticsearch_health_command(contract.ELASTIC_PASSWORD_FILE),
-            JVM_START_PERIOD_SECONDS,
-        )
-        return docker.Container(
-            f"{name}-elasticsearch",
-            name=f"{args.prefix}-elasticsearch",
-            image=image.image_id,
             user=ELASTIC_IMAGE_USER,
-            command=render.elasticsearch_command(contract.ELASTIC_PASSWORD_FILE),
-            envs=[f"ES_JAVA_OPTS=-Xms{heap}m -Xmx{heap}m"],
-            uploads=[
-                config_file(ES_CONFIG_FILE, render.render_elasticsearch_yml(f"{args.prefix}-logs")),
-                secret_file(contract.ELASTIC_PASSWORD_FILE, args.elastic_password),
-            ],
-            volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=ES_DATA_DIR)],
-            networks_advanced=[self._logging_network(contract.Alias.ELASTICSEARCH)],
-            **runtime.container_args(),
-            opts=runtime.options(parent=self),
+            ready_timeout_seconds=WAIT_TIMEOUT_SECONDS,
+            **more,
         )
 
-    def _create_setup_job(self, name: str) -> docker.Container:
+    def _image(self, name: str, reference: str) -> Image:
+        image = pulled_image(self, name, reference)
+        return Image(local_id=image.image_id, pinned=image.repo_digest)
+
+    def _logging_network(self, alias: str | None = None) -> Attach:
+        return Attach(self._args.network, (alias,) if alias else ())
+
+    def _elasticsearch(self, name: str) -> Deployment:
+        args, cfg = self._args, self._args.config
+        heap = cfg.elasticsearch_heap_mb
+        self._es_image = self._image(f"{name}-elasticsearch", args.images.elasticsearch)
+        return args.platform.run(
+            self,
+            self._workload(
+                f"{name}-elasticsearch",
+                "elasticsearch",
+                self._es_image,
+                cfg.elasticsearch_memory_mb,
+                ES_CPUS,
+                render.elasticsearch_health_command(contract.ELASTIC_PASSWORD_FILE),
+                JVM_START_PERIOD_SECONDS,
+                command=render.elasticsearch_command(contract.ELASTIC_PASSWORD_FILE),
+                env={"ES_JAVA_OPTS": f"-Xms{heap}m -Xmx{heap}m"},
+                configs=(
+                    ConfigFile(
+                        "elasticsearch-yml", ES_CONFIG_FILE, render.render_elasticsearch_yml(f"{args.prefix}-logs")
+                    ),
+                ),
+                secrets=(SecretFile("elastic-password", contract.ELASTIC_PASSWORD_FILE, args.elastic_password),),
+                mounts=(
+                    Mount(
+                        DataVolume(
+                            f"{name}-elasticsearch-data", f"{args.prefix}-elasticsearch-data", cfg.retain_on_delete
+                        ),
+                        ES_DATA_DIR,
+                    ),
+                ),
+                networks=(self._logging_network(contract.Alias.ELASTICSEARCH),),
+            ),
+        )
+
+    def _setup_job(self, name: str) -> Deployment:
         """The one-shot job: the Elasticsearch image (bash and curl) running setup.sh once.
 
-        `attach` makes creation wait until the script has finished; its gate
-        (condition exited-zero) fails the `up` when it failed, after running
-        it once more, and every later `up` runs it again until it succeeds.
-        What depends on the job waits for the gate, so it starts after the
-        policy and template exist. The container stays after it exits, for
-        `docker logs`; a change of its inputs (retention, a password) replaces
-        it and so runs it again.
+        Its gate (condition exited-zero) fails the `up` when it failed, after
+        running it once more, and every later `up` runs it again until it
+        succeeds. What depends on the job waits for the gate, so it starts
+        after the policy and template exist. A change of its inputs
+        (retention, a password) replaces it and so runs it again.
         """
         args = self._args
         environment = render.setup_environment(
@@ -213,91 +206,84 @@ class Elk(pulumi.ComponentResource):
             index_template_file=SETUP_TEMPLATE_FILE,
             wait_seconds=SETUP_WAIT_SECONDS,
         )
-        return docker.Container(
-            f"{name}-setup",
-            name=f"{args.prefix}-elk-setup",
-            image=self.elasticsearch.image,
+        job = Workload(
+            name=f"{name}-setup",
+            docker_name=f"{args.prefix}-elk-setup",
+            role=ROLE_JOB,
+            kind=Kind.JOB,
+            image=self._es_image,
+            memory_mb=SETUP_MEMORY_MB,
+            cpus=SETUP_CPUS,
+            health=None,
+            logs=self._logs,
+            labels=labels(args.stack, ROLE_JOB),
             user=ELASTIC_IMAGE_USER,
             command=["/bin/bash", SETUP_SCRIPT_FILE],
-            envs=[f"{key}={value}" for key, value in sorted(environment.items())],
-            uploads=[
-                config_file(SETUP_SCRIPT_FILE, render.setup_script()),
-                config_file(SETUP_POLICY_FILE, render.render_ilm_policy(args.config.retention_days)),
-                config_file(SETUP_TEMPLATE_FILE, render.render_index_template()),
-                secret_file(contract.ELASTIC_PASSWORD_FILE, args.elastic_password),
-                secret_file(contract.KIBANA_SYSTEM_PASSWORD_FILE, args.kibana_system_password),
-            ],
-            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.network.name)],
-            memory=SETUP_MEMORY_MB,
-            memory_swap=MEMORY_SWAP_UNLIMITED,
-            cpus=provider_values.cpus(SETUP_CPUS),
-            restart="no",
-            stop_timeout=contract.STOP_TIMEOUT_SECONDS,
-            must_run=False,
-            wait=False,
-            attach=True,
-            logs=True,
-            log_driver=self._logs.driver,
-            log_opts=self._logs.options,
-            labels=[
-                docker.ContainerLabelArgs(label=key, value=value)
-                for key, value in sorted(labels(args.stack, ROLE_JOB).items())
-            ],
-            # A fixed name: see Runtime.options.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.elasticsearch_ready], delete_before_replace=True),
+            env=dict(sorted(environment.items())),
+            configs=(
+                ConfigFile("setup-script", SETUP_SCRIPT_FILE, render.setup_script()),
+                ConfigFile("ilm-policy", SETUP_POLICY_FILE, render.render_ilm_policy(args.config.retention_days)),
+                ConfigFile("index-template", SETUP_TEMPLATE_FILE, render.render_index_template()),
+            ),
+            secrets=(
+                SecretFile("elastic-password", contract.ELASTIC_PASSWORD_FILE, args.elastic_password),
+                SecretFile("kibana-system-password", contract.KIBANA_SYSTEM_PASSWORD_FILE, args.kibana_system_password),
+            ),
+            networks=(self._logging_network(),),
+            ready_timeout_seconds=WAIT_TIMEOUT_SECONDS,
         )
+        return args.platform.run(self, job, depends_on=[self.elasticsearch.ready])
 
-    def _create_logstash(self, name: str) -> docker.Container:
+    def _logstash(self, name: str) -> Deployment:
         args, cfg = self._args, self._args.config
-        image = pulled_image(self, f"{name}-logstash", args.images.logstash)
         heap = int(cfg.logstash_memory_mb * HEAP_SHARE)
-        runtime = self._runtime(
-            "logstash",
-            cfg.logstash_memory_mb,
-            LOGSTASH_CPUS,
-            render.logstash_health_command(),
-            JVM_START_PERIOD_SECONDS,
-        )
-        return docker.Container(
-            f"{name}-logstash",
-            name=f"{args.prefix}-logstash",
-            image=image.image_id,
-            user=ELASTIC_IMAGE_USER,
-            envs=[f"LS_JAVA_OPTS=-Xms{heap}m -Xmx{heap}m"],
-            uploads=[secret_file(LOGSTASH_PIPELINE_FILE, args.elastic_password.apply(render.render_logstash_pipeline))],
-            # Docker maps the published port through the edge network; the
-            # internal logging network has no gateway to map it through.
-            networks_advanced=[self._edge_network(), self._logging_network(contract.Alias.LOGSTASH)],
-            ports=[
-                docker.ContainerPortArgs(
-                    internal=contract.GELF_PORT, external=cfg.gelf_port, ip="127.0.0.1", protocol="udp"
-                )
-            ],
-            **runtime.container_args(),
-            opts=runtime.options(parent=self, depends_on=[self.setup_done]),
+        return args.platform.run(
+            self,
+            self._workload(
+                f"{name}-logstash",
+                "logstash",
+                self._image(f"{name}-logstash", args.images.logstash),
+                cfg.logstash_memory_mb,
+                LOGSTASH_CPUS,
+                render.logstash_health_command(),
+                JVM_START_PERIOD_SECONDS,
+                # One on every node of a swarm: each node's Docker daemon sends
+                # its containers' logs to the GELF port on its own loopback.
+                kind=Kind.PER_NODE,
+                env={"LS_JAVA_OPTS": f"-Xms{heap}m -Xmx{heap}m"},
+                secrets=(
+                    SecretFile(
+                        "logstash-pipeline",
+                        LOGSTASH_PIPELINE_FILE,
+                        args.elastic_password.apply(render.render_logstash_pipeline),
+                    ),
+                ),
+                # Docker maps the published port through the edge network; the
+                # internal logging network has no gateway to map it through.
+                networks=(Attach(self.edge_network), self._logging_network(contract.Alias.LOGSTASH)),
+                ports=(Publish(contract.GELF_PORT, cfg.gelf_port, "127.0.0.1", "udp"),),
+            ),
+            depends_on=[self.setup.ready],
         )
 
-    def _create_kibana(self, name: str) -> docker.Container:
+    def _kibana(self, name: str) -> Deployment:
         args, cfg = self._args, self._args.config
-        image = pulled_image(self, f"{name}-kibana", args.images.kibana)
         public_url = self.kibana_url
         kibana_yml = args.kibana_system_password.apply(lambda password: render.render_kibana_yml(password, public_url))
-        runtime = self._runtime(
-            "kibana", cfg.kibana_memory_mb, KIBANA_CPUS, render.kibana_health_command(), KIBANA_START_PERIOD_SECONDS
-        )
-        return docker.Container(
-            f"{name}-kibana",
-            name=f"{args.prefix}-kibana",
-            image=image.image_id,
-            user=ELASTIC_IMAGE_USER,
-            envs=[f"NODE_OPTIONS=--max-old-space-size={int(cfg.kibana_memory_mb * HEAP_SHARE)}"],
-            uploads=[secret_file(KIBANA_CONFIG_FILE, kibana_yml)],
-            networks_advanced=[self._edge_network(), self._logging_network(contract.Alias.KIBANA)],
-            ports=[
-                docker.ContainerPortArgs(
-                    internal=contract.KIBANA_PORT, external=cfg.kibana_port, ip="127.0.0.1", protocol="tcp"
-                )
-            ],
-            **runtime.container_args(),
-            opts=runtime.options(parent=self, depends_on=[self.setup_done]),
+        return args.platform.run(
+            self,
+            self._workload(
+                f"{name}-kibana",
+                "kibana",
+                self._image(f"{name}-kibana", args.images.kibana),
+                cfg.kibana_memory_mb,
+                KIBANA_CPUS,
+                render.kibana_health_command(),
+                KIBANA_START_PERIOD_SECONDS,
+                env={"NODE_OPTIONS": f"--max-old-space-size={int(cfg.kibana_memory_mb * HEAP_SHARE)}"},
+                secrets=(SecretFile("kibana-yml", KIBANA_CONFIG_FILE, kibana_yml),),
+                networks=(Attach(self.edge_network), self._logging_network(contract.Alias.KIBANA)),
+                ports=(Publish(contract.KIBANA_PORT, cfg.kibana_port, "127.0.0.1", "tcp"),),
+            ),
+            depends_on=[self.setup.ready],
         )

@@ -8,18 +8,10 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_tls as tls
 
-from components.common import (
-    LogDriver,
-    Runtime,
-    config_file,
-    healthcheck,
-    labels,
-    pulled_image,
-    ready_gate,
-    secret_file,
-)
+from components.common import LogDriver, labels, pulled_image
 from components.config import ProxyConfig
-from components.gate import DockerConnection
+from components.platform import Deployment, Platform
+from components.platform.workload import Attach, ConfigFile, Health, Image, Kind, Publish, SecretFile, Workload
 from components.proxy.haproxy import render_haproxy
 from components.proxy.model import (
     Cache,
@@ -51,8 +43,10 @@ class Upstream:
     alias: str
     port: int
     addresses: list[str]
-    """Fixed frontend addresses of the replicas (see ReplicatedService)."""
+    """Fixed frontend addresses of the replicas, where the platform pins them (containers)."""
     max_servers: int
+    dns_name: str | None = None
+    """A name that resolves to every running replica; None: the alias (`tasks.<service>` on Swarm)."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +59,7 @@ class ProxyArgs:
     api: Upstream
     auth: Upstream
     logs: LogDriver
-    docker: DockerConnection
-    """How the readiness gate reaches the Docker engine."""
+    platform: Platform
     tls_certificate: pulumi.Input[str] | None = None
     tls_private_key: pulumi.Input[str] | None = None
 
@@ -83,9 +76,10 @@ def build_model(config: ProxyConfig, api: Upstream, auth: Upstream) -> ProxyMode
     haproxy = config.kind == "haproxy"
 
     def group(upstream: Upstream) -> UpstreamGroup:
-        if haproxy:
+        if haproxy or not upstream.addresses:
             return UpstreamGroup(
-                upstream.alias, discovery=DnsDiscovery(upstream.alias, upstream.port, upstream.max_servers)
+                upstream.alias,
+                discovery=DnsDiscovery(upstream.dns_name or upstream.alias, upstream.port, upstream.max_servers),
             )
         return UpstreamGroup(upstream.alias, servers=tuple(Server(a, upstream.port) for a in upstream.addresses))
 
@@ -142,7 +136,7 @@ class Proxy(pulumi.ComponentResource):
     whose replicas roll one at a time.
     """
 
-    container: docker.Container
+    deployment: Deployment
     url: str
 
     def __init__(self, name: str, args: ProxyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -151,50 +145,50 @@ class Proxy(pulumi.ComponentResource):
         model = build_model(cfg, args.api, args.auth)
         haproxy = cfg.kind == "haproxy"
         text = render_haproxy(model) if haproxy else render_nginx(model)
-        uploads = [config_file(HAPROXY_CFG if haproxy else NGINX_CONF, text)]
+        configs = [ConfigFile("proxy-conf", HAPROXY_CFG if haproxy else NGINX_CONF, text)]
+        secrets = []
         if model.tls is not None:
             certificate, key = self._tls_pair(name, args)
             if haproxy:
                 bundle = pulumi.Output.all(certificate, key).apply(lambda pair: pem_bundle(pair[0], pair[1]))
-                uploads.append(secret_file(model.tls.bundle_path, pulumi.Output.secret(bundle)))
+                secrets.append(SecretFile("tls-bundle", model.tls.bundle_path, pulumi.Output.secret(bundle)))
             else:
-                uploads.append(config_file(model.tls.certificate_path, certificate))
-                uploads.append(secret_file(model.tls.key_path, key))
+                configs.append(ConfigFile("tls-certificate", model.tls.certificate_path, certificate))
+                secrets.append(SecretFile("tls-key", model.tls.key_path, key))
 
         image = pulled_image(self, name, args.image)
-        ports = [docker.ContainerPortArgs(internal=cfg.http_port, external=cfg.http_port, ip=cfg.bind_address)]
+        ports = [Publish(cfg.http_port, cfg.http_port, cfg.bind_address)]
         if model.tls is not None:
-            ports.append(
-                docker.ContainerPortArgs(internal=cfg.https_port, external=cfg.https_port, ip=cfg.bind_address)
-            )
-        runtime = Runtime(
-            memory_mb=cfg.memory_mb,
-            cpus=cfg.cpus,
-            healthcheck=healthcheck(_probe(cfg.http_port), start_period_seconds=10),
-            logs=args.logs,
-            labels=labels(args.stack, "proxy"),
-            # Both finish in-flight requests on these: nginx's graceful quit, HAProxy's soft stop.
-            stop_signal="SIGUSR1" if haproxy else "SIGQUIT",
+            ports.append(Publish(cfg.https_port, cfg.https_port, cfg.bind_address))
+        self.deployment = args.platform.run(
+            self,
+            Workload(
+                name=name,
+                docker_name=f"{args.prefix}-proxy",
+                role="proxy",
+                kind=Kind.EDGE,
+                image=Image(local_id=image.image_id, pinned=image.repo_digest),
+                memory_mb=cfg.memory_mb,
+                cpus=cfg.cpus,
+                health=Health(_probe(cfg.http_port), start_period_seconds=10),
+                logs=args.logs,
+                labels=labels(args.stack, "proxy"),
+                networks=(Attach(args.network, (contract.Alias.PROXY,)),),
+                configs=tuple(configs),
+                secrets=tuple(secrets),
+                ports=tuple(ports),
+                # Lets the unprivileged HAProxy user bind ports below 1024 in its
+                # own network namespace only; harmless for nginx.
+                sysctls={"net.ipv4.ip_unprivileged_port_start": "0"},
+                # Both finish in-flight requests on these: nginx's graceful quit, HAProxy's soft stop.
+                stop_signal="SIGUSR1" if haproxy else "SIGQUIT",
+            ),
+            container_resource=f"{name}-container",
         )
-        self.container = docker.Container(
-            f"{name}-container",
-            name=f"{args.prefix}-proxy",
-            image=image.image_id,
-            uploads=uploads,
-            ports=ports,
-            networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(name=args.network.name, aliases=[contract.Alias.PROXY])
-            ],
-            # Lets the unprivileged HAProxy user bind ports below 1024 in its
-            # own network namespace only; harmless for nginx.
-            sysctls={"net.ipv4.ip_unprivileged_port_start": "0"},
-            **runtime.container_args(),
-            opts=runtime.options(parent=self),
-        )
-        self.ready = ready_gate(self, name, self.container, args.docker)
+        self.ready = self.deployment.ready
         host = "127.0.0.1" if cfg.bind_address in ("0.0.0.0", "127.0.0.1") else cfg.bind_address
         self.url = f"https://{host}:{cfg.https_port}" if model.tls else f"http://{host}:{cfg.http_port}"
-        self.register_outputs({"url": self.url, "container": self.container.name})
+        self.register_outputs({"url": self.url, "name": self.deployment.name})
 
     def _tls_pair(self, name: str, args: ProxyArgs) -> tuple[pulumi.Input[str], pulumi.Output[str]]:
         if args.config.tls.mode == "provided":

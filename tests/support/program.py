@@ -94,6 +94,10 @@ IMAGE = "docker:index/image:Image"
 RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 TLS_PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
 TLS_SELF_SIGNED_CERT = "tls:index/selfSignedCert:SelfSignedCert"
+# Swarm platform: services, and the secrets and configs they mount as files.
+SERVICE = "docker:index/service:Service"
+SECRET = "docker:index/secret:Secret"
+SERVICE_CONFIG = "docker:index/serviceConfig:ServiceConfig"
 # components/gate.py: the dynamic resource that waits for a container to be ready.
 READY_GATE = "pulumi-python:dynamic/microstack:ReadyGate"
 

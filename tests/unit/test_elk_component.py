@@ -25,6 +25,7 @@ from components.config import ImagesConfig, LoggingConfig, StackConfig
 from components.elk import Elk, ElkArgs, render
 from components.elk.component import ES_DATA_DIR, KIBANA_CONFIG_FILE, LOGSTASH_PIPELINE_FILE
 from components.gate import DockerConnection
+from components.platform.containers import ContainersPlatform
 from microstack_common import contract
 from tests.support.program import NETWORK, REMOTE_IMAGE, VOLUME, Program, RecordingMocks, Resource
 
@@ -64,7 +65,7 @@ def evaluate(**logging: Any) -> tuple[Program, dict[str, dict[str, Any]]]:
                 network=network,
                 elastic_password=pulumi.Output.secret(ELASTIC_PASSWORD),
                 kibana_system_password=pulumi.Output.secret(KIBANA_PASSWORD),
-                docker=DockerConnection(),
+                platform=ContainersPlatform(DockerConnection()),
             ),
         )
 
