@@ -10,6 +10,11 @@ know raises `UnhandledField` naming the resource and the field, so a new
 setting in the program cannot be silently dropped here and the system test
 cannot pass against something other than what the program declares.
 
+Swarm services, secrets and configs are created on the engine's swarm (the
+test makes it a single-node manager, tests/system/swarm.py) as the provider's
+service resource does: the same spec fields, and after create or update the
+same wait for convergence when `convergeConfig` is declared.
+
 Readiness gates (`ReadyGate`, a Pulumi dynamic resource) are realized by
 running the program's own dynamic provider, as the engine would: its
 serialized `__provider` is loaded and its `create` called with the real ID of
@@ -32,12 +37,28 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dill
 import docker
 from docker.errors import APIError, NotFound
-from docker.types import LogConfig, Ulimit
+from docker.types import (
+    ConfigReference,
+    DriverConfig,
+    EndpointSpec,
+    Healthcheck,
+    LogConfig,
+    Mount,
+    NetworkAttachmentConfig,
+    Placement,
+    Resources,
+    RollbackConfig,
+    SecretReference,
+    ServiceMode,
+    TaskTemplate,
+    Ulimit,
+    UpdateConfig,
+)
 
 from tests.support.program import (
     CONTAINER,
@@ -46,6 +67,9 @@ from tests.support.program import (
     RANDOM_PASSWORD,
     READY_GATE,
     REMOTE_IMAGE,
+    SECRET,
+    SERVICE,
+    SERVICE_CONFIG,
     VOLUME,
     Program,
     Resource,
@@ -70,6 +94,56 @@ _POLL_SECONDS = 0.5
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _DURATION_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 _MIB = 1024 * 1024
+
+# resource_docker_service.go: the schema defaults the provider fills in for
+# what a declared block leaves out.
+_UPDATE_CONFIG_DEFAULTS = {
+    "parallelism": 1,
+    "delay": "0s",
+    "failureAction": "pause",
+    "monitor": "5s",
+    "maxFailureRatio": "0.0",
+    "order": "stop-first",
+}
+_CONVERGE_DEFAULTS = {"delay": "7s", "timeout": "3m"}
+# resourceDockerServiceUpdate waits this long before its first look at the
+# update (StateChangeConf.Delay), whatever convergeConfig.delay says.
+_UPDATE_CONVERGE_DELAY_SECONDS = 7.0
+# Task states in the order Swarm moves through them (numberedStates in
+# resource_docker_service_funcs.go); the converge wait ranks tasks by them.
+_TASK_STATES = {
+    state: rank
+    for rank, state in enumerate(
+        (
+            "new",
+            "allocated",
+            "pending",
+            "assigned",
+            "accepted",
+            "preparing",
+            "ready",
+            "starting",
+            "running",
+            "complete",
+            "shutdown",
+            "failed",
+            "rejected",
+        ),
+        start=1,
+    )
+}
+# What resourceDockerServiceUpdateRefreshFunc fails an update on, in words.
+_UPDATE_STATES = {
+    "paused": "paused",
+    "rollback_paused": "failed, and its rollback paused",
+    "rollback_completed": "failed and was rolled back",
+}
+# How long removing a service may take to stop its tasks before the
+# networks they are attached to can go.
+_SERVICE_GONE_SECONDS = 60
+
+
+_T = TypeVar("_T")
 
 
 class RealizeError(RuntimeError):
@@ -173,6 +247,9 @@ class Realized:
     containers: dict[str, str] = field(default_factory=dict)
     images: dict[str, str] = field(default_factory=dict)
     gates: dict[str, GateRun] = field(default_factory=dict)
+    services: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
+    configs: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -189,6 +266,27 @@ class GateSpec:
 
     resource: Resource
     container: str
+    depends_on: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Converge:
+    """A declared `convergeConfig`: how long to wait before the first look, and in all."""
+
+    delay_seconds: float
+    timeout_seconds: float
+    timeout_text: str
+
+
+@dataclass
+class ServiceSpec:
+    """A declared Swarm service as the provider's createServiceSpec builds it."""
+
+    resource: Resource
+    name: str
+    spec: dict[str, Any]
+    converge: Converge | None
+    stop_grace_ns: int
     depends_on: set[str] = field(default_factory=set)
 
 
@@ -224,12 +322,13 @@ class Realizer:
         self.realized = Realized()
         self.specs: dict[str, ContainerSpec] = {}
         self.gates: dict[str, GateSpec] = {}
+        self.services: dict[str, ServiceSpec] = {}
         self._image_refs: dict[str, str] = {}
 
     # --- the whole stack -------------------------------------------------
 
     def realize(self) -> Realized:
-        """Create everything in dependency order; containers (and gates) of one level start together."""
+        """Create everything in dependency order; containers, gates and services of one level start together."""
         self._check_types()
         # Built first: the program looks its built images up by reference to
         # give containers their IDs.
@@ -247,12 +346,20 @@ class Realizer:
             gate = self._gate_spec(resource)
             if gate.container in self.specs:
                 self.gates[resource.name] = gate
+        # So is every service's (the IDs it names are resolved when it is created).
+        for resource in self.program.of_type(SERVICE):
+            if not self.skip(resource):
+                self.services[resource.name] = self._service_spec(resource, resolve=False)
         self._add_implicit_dependencies()
         levels = self.levels()
         for resource in self.program.of_type(NETWORK):
             self._network(resource)
         for resource in self.program.of_type(VOLUME):
             self._volume(resource)
+        for resource in self.program.of_type(SECRET):
+            self._secret(resource)
+        for resource in self.program.of_type(SERVICE_CONFIG):
+            self._service_config(resource)
         for level in levels:
             with ThreadPoolExecutor(max_workers=len(level)) as pool:
                 list(pool.map(self._realize_node, level))
@@ -261,6 +368,8 @@ class Realizer:
     def _realize_node(self, resource_name: str) -> None:
         if resource_name in self.gates:
             self.realized.gates[resource_name] = self.run_gate(self.gates[resource_name].resource)
+        elif resource_name in self.services:
+            self.create_service(self.services[resource_name].resource)
         else:
             self.realized.containers[resource_name] = self.run_container(resource_name)
 
@@ -283,15 +392,32 @@ class Realizer:
             self.realized.containers[resource.name] = self.run_container(resource.name)
         elif resource.type == READY_GATE:
             self.realized.gates[resource.name] = self.run_gate(resource)
+        elif resource.type == SECRET:
+            self._secret(resource)
+        elif resource.type == SERVICE_CONFIG:
+            self._service_config(resource)
+        elif resource.type == SERVICE:
+            self.create_service(resource)
         elif resource.type not in _PULUMI_ONLY_TYPES and not resource.type.startswith(_COMPONENT_PREFIX):
             raise RealizeError(f"resource {resource.name!r} has type {resource.type}, which the realizer cannot create")
 
     def destroy(self) -> None:
-        """Remove every container, network and volume of this session (images stay cached)."""
+        """Remove every service, secret, config, container, network and volume of this session (images stay)."""
         remove_labelled(self.client, f"{SESSION_LABEL}={self.session}")
 
     def _check_types(self) -> None:
-        known = {CONTAINER, NETWORK, VOLUME, IMAGE, REMOTE_IMAGE, READY_GATE, *_PULUMI_ONLY_TYPES}
+        known = {
+            CONTAINER,
+            NETWORK,
+            VOLUME,
+            IMAGE,
+            REMOTE_IMAGE,
+            READY_GATE,
+            SERVICE,
+            SECRET,
+            SERVICE_CONFIG,
+            *_PULUMI_ONLY_TYPES,
+        }
         for resource in self.program.resources:
             if resource.type not in known and not resource.type.startswith(_COMPONENT_PREFIX):
                 raise RealizeError(
@@ -585,6 +711,487 @@ class Realizer:
                 return other.name
         raise RealizeError(f"{resource.name}: {resource_id!r} is not the ID of a declared resource")
 
+    # --- swarm: secrets, configs, services ----------------------------------------
+
+    def _secret(self, resource: Resource) -> None:
+        """resourceDockerSecretCreate: `data` is base64 (StdEncoding) of the value; the ID is the secret's."""
+        fields = _Fields(resource, resource.inputs)
+        name = fields.get("name", resource.name)
+        data = self._base64_data(fields)
+        labels = self._labels(fields)
+        fields.check()
+        self.realized.secrets[resource.name] = self._swarm_call(
+            resource, lambda: self.client.secrets.create(name=name, data=data, labels=labels).id
+        )
+
+    def _service_config(self, resource: Resource) -> None:
+        """resourceDockerConfigCreate: as a secret, but the provider's config has no labels."""
+        fields = _Fields(resource, resource.inputs)
+        name = fields.get("name", resource.name)
+        data = self._base64_data(fields)
+        fields.check()
+        self.realized.configs[resource.name] = self._swarm_call(
+            resource, lambda: self.client.configs.create(name=name, data=data, labels=self._own_labels()).id
+        )
+
+    @staticmethod
+    def _base64_data(fields: _Fields) -> bytes:
+        encoded = fields.get("data")
+        try:
+            return base64.b64decode(encoded or "", validate=True)
+        except ValueError:
+            raise RealizeError(f"{fields.resource.name}: `data` is not base64, as the provider requires") from None
+
+    def _swarm_call(self, resource: Resource, call: Callable[[], _T]) -> _T:
+        try:
+            return call()
+        except APIError as error:
+            raise RealizeError(
+                f"Docker refused {resource.type} {resource.name!r} as declared: {error.explanation}"
+            ) from error
+
+    def _engine_id(self, resource: Resource, value: str, realized: Mapping[str, str], what: str) -> str:
+        """The real ID of the declared resource whose mock ID `value` is; other values pass as they are."""
+        for other in self.program.resources:
+            if mock_id(other.name) == value:
+                if other.name not in realized:
+                    raise RealizeError(f"{resource.name}: {what} {other.name!r} it names has not been created")
+                return realized[other.name]
+        return value
+
+    def _service_spec(self, resource: Resource, *, resolve: bool = True) -> ServiceSpec:
+        """createServiceSpec (resource_docker_service_structures.go) as docker-py arguments.
+
+        With `resolve` false the mock IDs of networks, secrets and configs are
+        left in place: the fields are checked before anything exists.
+        """
+        f = _Fields(resource, resource.inputs)
+        readers: list[_Fields] = [f]
+
+        def engine_id(value: str, realized: Mapping[str, str], what: str) -> str:
+            return self._engine_id(resource, value, realized, what) if resolve else value
+
+        def nested_one(reader: _Fields, key: str) -> _Fields | None:
+            found = next(iter(reader.nested(key)), None)
+            if found is not None:
+                readers.append(found)
+            return found
+
+        def duration(reader: _Fields, key: str, default: str = "0s") -> int:
+            return go_duration_ns(resource, reader.prefix + key, str(reader.get(key, default)))
+
+        name = f.get("name", resource.name)
+        labels = self._labels(f)
+
+        task = nested_one(f, "taskSpec")
+        if task is None:
+            raise RealizeError(f"{resource.name}: a service needs `taskSpec` (the provider requires it)")
+        cs = nested_one(task, "containerSpec")
+        if cs is None:
+            raise RealizeError(f"{resource.name}: a service needs `taskSpec.containerSpec`")
+        image_ref = cs.get("image")
+        # Built and stand-in images are in the engine under the realizer's
+        # tags; anything else is used as written (single node, nothing pulled).
+        image = self._image_refs.get(image_ref, image_ref)
+
+        container_labels = {}
+        for item in cs.nested("labels"):
+            container_labels[item.get("label")] = item.get("value")
+            readers.append(item)
+
+        healthcheck = None
+        check = nested_one(cs, "healthcheck")
+        if check is not None:
+            # The provider sends every field, its schema's zero defaults included.
+            healthcheck = Healthcheck(
+                test=list(check.get("tests", [])),
+                interval=duration(check, "interval"),
+                timeout=duration(check, "timeout"),
+                start_period=duration(check, "startPeriod"),
+                retries=int(check.get("retries", 0)),
+            )
+
+        secrets = []
+        for ref in cs.nested("secrets"):
+            secrets.append(
+                SecretReference(
+                    secret_id=engine_id(ref.get("secretId"), self.realized.secrets, "secret"),
+                    secret_name=ref.get("secretName"),
+                    filename=ref.get("fileName"),
+                    uid=str(ref.get("fileUid", "0")),
+                    gid=str(ref.get("fileGid", "0")),
+                    mode=int(ref.get("fileMode", 0o444)),
+                )
+            )
+            readers.append(ref)
+        configs = []
+        for ref in cs.nested("configs"):
+            configs.append(
+                ConfigReference(
+                    config_id=engine_id(ref.get("configId"), self.realized.configs, "config"),
+                    config_name=ref.get("configName"),
+                    filename=ref.get("fileName"),
+                    uid=str(ref.get("fileUid", "0")),
+                    gid=str(ref.get("fileGid", "0")),
+                    mode=int(ref.get("fileMode", 0o444)),
+                )
+            )
+            readers.append(ref)
+
+        mounts = []
+        for item in cs.nested("mounts"):
+            kind = item.get("type")
+            if kind != "volume":
+                raise RealizeError(f"{resource.name}: mount type {kind!r}: the realizer applies volume mounts only")
+            mounts.append(
+                Mount(
+                    target=item.get("target"),
+                    source=item.get("source"),
+                    type="volume",
+                    read_only=bool(item.get("readOnly", False)),
+                )
+            )
+            readers.append(item)
+
+        # An undeclared stop_grace_period reaches the provider as "", which it
+        # parses (ignoring the error) to 0: Swarm then kills at once on stop.
+        stop_grace_ns = duration(cs, "stopGracePeriod", "") if cs.get("stopGracePeriod") else 0
+        # docker.types.ContainerSpec: the module's own ContainerSpec is a container's.
+        container_spec = docker.types.ContainerSpec(
+            image=image,
+            command=cs.get("command"),
+            args=cs.get("args"),
+            hostname=cs.get("hostname"),
+            # mapTypeMapValsToStringSlice: KEY=value for each entry of the map.
+            env=[f"{k}={v}" for k, v in (cs.get("env") or {}).items()] or None,
+            user=cs.get("user"),
+            labels=container_labels or None,
+            mounts=mounts or None,
+            stop_grace_period=stop_grace_ns,
+            stop_signal=cs.get("stopSignal"),
+            healthcheck=healthcheck,
+            secrets=secrets or None,
+            configs=configs or None,
+            sysctls=dict(cs.get("sysctl") or {}) or None,
+        )
+
+        resources = None
+        limits_reader = reservation_reader = None
+        res = nested_one(task, "resources")
+        if res is not None:
+            limits_reader = nested_one(res, "limits")
+            reservation_reader = nested_one(res, "reservation")
+
+            def amount(reader: _Fields | None, key: str) -> int | None:
+                return int(reader.get(key, 0)) if reader is not None else None
+
+            resources = Resources(
+                cpu_limit=amount(limits_reader, "nanoCpus"),
+                mem_limit=amount(limits_reader, "memoryBytes"),
+                cpu_reservation=amount(reservation_reader, "nanoCpus"),
+                mem_reservation=amount(reservation_reader, "memoryBytes"),
+            )
+
+        restart_policy = None
+        restart = nested_one(task, "restartPolicy")
+        if restart is not None:
+            # A plain dict: docker-py's RestartPolicy turns a missing condition
+            # into "none", the provider sends "" (Swarm's default, "any").
+            restart_policy = {
+                "Condition": restart.get("condition", ""),
+                "Delay": duration(restart, "delay"),
+                "MaxAttempts": int(restart.get("maxAttempts", 0)),
+                "Window": duration(restart, "window"),
+            }
+
+        placement = None
+        place = nested_one(task, "placement")
+        if place is not None:
+            placement = Placement(
+                constraints=list(place.get("constraints", [])) or None,
+                maxreplicas=int(place.get("maxReplicas", 0)),
+            )
+
+        networks = []
+        for net in task.nested("networksAdvanceds"):
+            networks.append(
+                NetworkAttachmentConfig(
+                    target=engine_id(net.get("name"), self.realized.networks, "network"),
+                    aliases=list(net.get("aliases", [])) or None,
+                )
+            )
+            readers.append(net)
+
+        log_driver = None
+        log = nested_one(task, "logDriver")
+        if log is not None:
+            log_driver = DriverConfig(log.get("name"), options=dict(log.get("options", {})) or None)
+
+        task_template = TaskTemplate(
+            container_spec=container_spec,
+            resources=resources,
+            restart_policy=restart_policy,
+            placement=placement,
+            log_driver=log_driver,
+            networks=networks or None,
+        )
+
+        mode_reader = nested_one(f, "mode")
+        mode = ServiceMode("replicated", replicas=1)
+        if mode_reader is not None:
+            replicated = nested_one(mode_reader, "replicated")
+            if mode_reader.get("global", False):
+                mode = ServiceMode("global")
+            elif replicated is not None:
+                mode = ServiceMode("replicated", replicas=int(replicated.get("replicas", 1)))
+
+        update_config = self._update_config(nested_one(f, "updateConfig"), UpdateConfig)
+        rollback_config = self._update_config(nested_one(f, "rollbackConfig"), RollbackConfig)
+
+        converge = None
+        converge_reader = nested_one(f, "convergeConfig")
+        if converge_reader is not None:
+            timeout_text = str(converge_reader.get("timeout", _CONVERGE_DEFAULTS["timeout"]))
+            converge = Converge(
+                delay_seconds=duration(converge_reader, "delay", _CONVERGE_DEFAULTS["delay"]) / 1e9,
+                timeout_seconds=go_duration_ns(resource, "convergeConfig.timeout", timeout_text) / 1e9,
+                timeout_text=timeout_text,
+            )
+            if "Global" in mode:
+                # replicatedConsoleLogUpdater.update fails with "no replica
+                # count" for a global service: the provider's wait cannot end.
+                raise RealizeError(
+                    f"{resource.name}: declares convergeConfig on a global service; the provider's converge wait "
+                    "fails for global services ('no replica count'), so `up` would fail"
+                )
+
+        endpoint_spec = EndpointSpec()
+        endpoint = nested_one(f, "endpointSpec")
+        if endpoint is not None:
+            if endpoint.get("mode"):
+                endpoint_spec["Mode"] = endpoint.get("mode")
+            ports = []
+            for port in endpoint.nested("ports"):
+                config: dict[str, Any] = {
+                    "Protocol": port.get("protocol", "tcp"),
+                    "TargetPort": int(port.get("targetPort")),
+                    "PublishedPort": int(port.get("publishedPort", 0)),
+                    "PublishMode": port.get("publishMode", "ingress"),
+                }
+                if port.get("name"):
+                    config["Name"] = port.get("name")
+                ports.append(config)
+                readers.append(port)
+            if ports:
+                endpoint_spec["Ports"] = ports
+
+        f.check(*readers)
+        explicit = {getattr(dep, "_name", None) for dep in resource.options.get("depends_on") or []}
+        return ServiceSpec(
+            resource=resource,
+            name=name,
+            spec={
+                "task_template": task_template,
+                "name": name,
+                "labels": labels,
+                "mode": mode,
+                "update_config": update_config,
+                "rollback_config": rollback_config,
+                "endpoint_spec": endpoint_spec,
+            },
+            converge=converge,
+            stop_grace_ns=stop_grace_ns,
+            depends_on={d for d in explicit if d},
+        )
+
+    def _update_config(self, reader: _Fields | None, kind: type[UpdateConfig]) -> UpdateConfig | None:
+        """createUpdateOrRollbackConfig, with the schema's defaults for what the block leaves out."""
+        if reader is None:
+            return None
+        resource = reader.resource
+
+        def value(key: str) -> Any:
+            return reader.get(key, _UPDATE_CONFIG_DEFAULTS[key])
+
+        return kind(
+            parallelism=int(value("parallelism")),
+            delay=go_duration_ns(resource, reader.prefix + "delay", str(value("delay"))),
+            failure_action=value("failureAction"),
+            monitor=go_duration_ns(resource, reader.prefix + "monitor", str(value("monitor"))),
+            # The provider takes the ratio as a string and parses it as a float.
+            max_failure_ratio=float(value("maxFailureRatio")),
+            order=value("order"),
+        )
+
+    def create_service(self, resource: Resource) -> str:
+        """resourceDockerServiceCreate: create, then converge when declared (deleting the service if it cannot)."""
+        spec = self._service_spec(resource)
+        self.services[resource.name] = spec
+        self._require_local_image(spec)
+        service_id = self._swarm_call(resource, lambda: self.api.create_service(**spec.spec)["ID"])
+        if spec.converge is not None:
+            try:
+                self._converge(spec, service_id, spec.converge.delay_seconds, update=False)
+            except RealizeError:
+                self._delete_service(service_id, spec)
+                raise
+        self.realized.services[resource.name] = service_id
+        return service_id
+
+    def update_service(self, resource: Resource) -> None:
+        """resourceDockerServiceUpdate: the whole spec at the service's current version, then converge.
+
+        Swarm rolls the tasks with the declared update_config (and rolls back
+        by rollback_config when failure_action says so).
+        """
+        service_id = self.realized.services.get(resource.name)
+        if service_id is None:
+            raise RealizeError(f"{resource.name}: the service has not been created, so it cannot be updated")
+        spec = self._service_spec(resource)
+        self.services[resource.name] = spec
+        self._require_local_image(spec)
+        version = self.api.inspect_service(service_id)["Version"]["Index"]
+        self._swarm_call(resource, lambda: self.api.update_service(service_id, version, **spec.spec))
+        if spec.converge is not None:
+            self._converge(spec, service_id, _UPDATE_CONVERGE_DELAY_SECONDS, update=True)
+
+    def remove_service(self, resource_name: str) -> None:
+        """resourceDockerServiceDelete for a service this realizer created."""
+        service_id = self.realized.services.pop(resource_name, None)
+        if service_id is not None:
+            self._delete_service(service_id, self.services[resource_name])
+
+    def remove_secret(self, resource_name: str) -> None:
+        secret_id = self.realized.secrets.pop(resource_name, None)
+        if secret_id is not None:
+            with suppress(NotFound):
+                self.api.remove_secret(secret_id)
+
+    def remove_config(self, resource_name: str) -> None:
+        config_id = self.realized.configs.pop(resource_name, None)
+        if config_id is not None:
+            with suppress(NotFound):
+                self.api.remove_config(config_id)
+
+    def _require_local_image(self, spec: ServiceSpec) -> None:
+        image = spec.spec["task_template"]["ContainerSpec"]["Image"]
+        try:
+            self.client.images.get(image)
+        except docker.errors.ImageNotFound:
+            raise RealizeError(
+                f"{spec.resource.name}: image {image!r} is not in the engine and nothing can be pulled here"
+            ) from None
+
+    def _delete_service(self, service_id: str, spec: ServiceSpec) -> None:
+        """deleteService: remove, then wait up to stop_grace_period for each task's container and remove it."""
+        containers = []
+        if spec.stop_grace_ns:
+            for task in self.api.tasks(filters={"service": spec.name}):
+                status = task.get("Status") or {}
+                container_id = (status.get("ContainerStatus") or {}).get("ContainerID", "")
+                if container_id.strip() and status.get("State") != "shutdown":
+                    containers.append(container_id)
+        with suppress(NotFound):
+            self.api.remove_service(service_id)
+        for container_id in containers:
+            with suppress(NotFound, APIError):
+                self.api.wait(container_id, timeout=spec.stop_grace_ns / 1e9, condition="removed")
+            with suppress(NotFound):
+                self.api.remove_container(container_id, force=True, v=True)
+
+    def _converge(self, spec: ServiceSpec, service_id: str, delay: float, *, update: bool) -> None:
+        """Wait as resourceDockerServiceCreate/Update do when converge_config is set.
+
+        resource_docker_service_funcs.go: after `delay`, create waits until
+        the tasks desired running are running in as many slots as there are
+        replicas (resourceDockerServiceCreateRefreshFunc and
+        replicatedConsoleLogUpdater.update). A task with a health check is
+        reported running only once healthy: moby's swarm executor
+        (daemon/cluster/executor/container/controller.go, Start) waits for
+        "health_status: healthy" before it returns. Update
+        (resourceDockerServiceUpdateRefreshFunc) is done when UpdateStatus is
+        "completed", or when all slots run while Swarm still says "updating";
+        it fails on "paused", "rollback_paused" and "rollback_completed" and
+        when all slots run again after a rollback started. Either fails when
+        `timeout` passes. The provider looks every 5-10 s; this looks every
+        `_POLL_SECONDS`.
+        """
+        assert spec.converge is not None
+        # StateChangeConf's timeout runs from before its initial delay.
+        deadline = time.monotonic() + spec.converge.timeout_seconds
+        time.sleep(delay)
+        while True:
+            service = self.api.inspect_service(service_id)
+            rollback = False
+            status = service.get("UpdateStatus") or {}
+            state = status.get("State")
+            if update and state:
+                if state == "completed":
+                    return
+                if state in _UPDATE_STATES:
+                    raise RealizeError(
+                        self._service_failure(
+                            spec, service_id, f"update {_UPDATE_STATES[state]}: {status.get('Message')}"
+                        )
+                    )
+                rollback = state == "rollback_started"
+            replicas = ((service["Spec"].get("Mode") or {}).get("Replicated") or {}).get("Replicas")
+            if replicas is None:
+                raise RealizeError(self._service_failure(spec, service_id, "has no replica count to converge to"))
+            if self._running_slots(service_id) == replicas:
+                if rollback:
+                    raise RealizeError(
+                        self._service_failure(
+                            spec, service_id, f"update failed and was rolled back: {status.get('Message')}"
+                        )
+                    )
+                return
+            if time.monotonic() > deadline:
+                raise RealizeError(
+                    self._service_failure(spec, service_id, f"did not converge after {spec.converge.timeout_text}")
+                )
+            time.sleep(_POLL_SECONDS)
+
+    def _running_slots(self, service_id: str) -> int:
+        """replicatedConsoleLogUpdater: per slot the task lowest in desired, then observed, state; count the running."""
+        active = {n["ID"] for n in self.api.nodes() if (n.get("Status") or {}).get("State") != "down"}
+        by_slot: dict[int, dict[str, Any]] = {}
+        for task in self.api.tasks(filters={"service": service_id, "desired-state": "running"}):
+            desired = _TASK_STATES.get(task.get("DesiredState", ""), 0)
+            observed = _TASK_STATES.get((task.get("Status") or {}).get("State", ""), 0)
+            if not desired or not observed:
+                continue
+            slot = int(task.get("Slot", 0))
+            existing = by_slot.get(slot)
+            if existing is not None:
+                existing_desired = _TASK_STATES[existing["DesiredState"]]
+                if existing_desired < desired or (
+                    existing_desired == desired and _TASK_STATES[existing["Status"]["State"]] <= observed
+                ):
+                    continue
+            if task.get("NodeID") and task["NodeID"] not in active:
+                continue
+            by_slot[slot] = task
+        return sum(
+            1
+            for task in by_slot.values()
+            if _TASK_STATES[task["DesiredState"]] <= _TASK_STATES["running"] and task["Status"]["State"] == "running"
+        )
+
+    def _service_failure(self, spec: ServiceSpec, service_id: str, what: str) -> str:
+        tasks = sorted(
+            self.api.tasks(filters={"service": service_id}),
+            key=lambda t: (t.get("Status") or {}).get("Timestamp", ""),
+        )
+        lines = []
+        for task in tasks[-6:]:
+            status = task.get("Status") or {}
+            detail = status.get("Err") or status.get("Message") or ""
+            lines.append(
+                f"  slot {task.get('Slot')}: {status.get('State')} (desired {task.get('DesiredState')}) {detail}"
+            )
+        return f"service {spec.name} ({spec.resource.name}) {what}\nlast tasks:\n" + ("\n".join(lines) or "  none")
+
     # --- ordering -----------------------------------------------------------
 
     def _add_implicit_dependencies(self) -> None:
@@ -618,7 +1225,7 @@ class Realizer:
                 yield parent
                 parent = parents.get(parent)
 
-        nodes: dict[str, ContainerSpec | GateSpec] = {**self.specs, **self.gates}
+        nodes: dict[str, ContainerSpec | GateSpec | ServiceSpec] = {**self.specs, **self.gates, **self.services}
         for spec in nodes.values():
             expanded = set()
             for dep in spec.depends_on:
@@ -629,8 +1236,8 @@ class Realizer:
             spec.depends_on = expanded - {spec.resource.name}
 
     def levels(self) -> list[list[str]]:
-        """Container (and gate) resource names in start order; each inner list may start together."""
-        nodes: dict[str, ContainerSpec | GateSpec] = {**self.specs, **self.gates}
+        """Container, gate and service resource names in start order; each inner list may start together."""
+        nodes: dict[str, ContainerSpec | GateSpec | ServiceSpec] = {**self.specs, **self.gates, **self.services}
         remaining = {name: set(spec.depends_on) for name, spec in nodes.items()}
         levels: list[list[str]] = []
         while remaining:
@@ -784,16 +1391,17 @@ def _upload_archive(uploads: list[tuple[str, bytes, int]]) -> bytes:
 
 
 def remove_labelled(client: docker.DockerClient, label: str) -> None:
-    """Remove containers (with their anonymous volumes), networks and volumes carrying `label`."""
+    """Remove services, secrets, configs, containers (with anonymous volumes), networks and volumes with `label`."""
     _remove(client, {"label": label}, lambda _labels: True)
 
 
 def remove_abandoned(client: docker.DockerClient) -> None:
     """Remove what earlier sessions created whose test process is gone (an interrupted run)."""
-    _remove(client, {"label": SESSION_LABEL}, lambda labels: not _alive(labels.get(OWNER_LABEL, "")))
+    _remove(client, {"label": SESSION_LABEL}, lambda labels: not alive(labels.get(OWNER_LABEL, "")))
 
 
-def _alive(pid: str) -> bool:
+def alive(pid: str) -> bool:
+    """Whether the process `pid` (an OWNER_LABEL value) still runs."""
     if not pid.isdigit():
         return False
     try:
@@ -807,6 +1415,8 @@ def _alive(pid: str) -> bool:
 
 def _remove(client: docker.DockerClient, filters: dict[str, str], wanted: Callable[[dict[str, str]], bool]) -> None:
     api = client.api
+    if is_swarm_manager(client):
+        _remove_swarm_objects(client, filters, wanted)
     for container in api.containers(all=True, filters=filters):
         if wanted(container.get("Labels") or {}):
             with suppress(NotFound):
@@ -819,3 +1429,35 @@ def _remove(client: docker.DockerClient, filters: dict[str, str], wanted: Callab
         if wanted(volume.get("Labels") or {}):
             with suppress(NotFound):
                 api.remove_volume(volume["Name"], force=True)
+
+
+def is_swarm_manager(client: docker.DockerClient) -> bool:
+    """Whether the engine is an active manager of a swarm (and so has services, secrets and configs)."""
+    swarm = client.info().get("Swarm") or {}
+    return swarm.get("LocalNodeState") == "active" and bool(swarm.get("ControlAvailable"))
+
+
+def _remove_swarm_objects(
+    client: docker.DockerClient, filters: dict[str, str], wanted: Callable[[dict[str, str]], bool]
+) -> None:
+    """Services first, and wait for their tasks' containers to go: until then their networks are in use."""
+    api = client.api
+    removed = []
+    for service in api.services(filters=filters):
+        if wanted((service.get("Spec") or {}).get("Labels") or {}):
+            with suppress(NotFound):
+                api.remove_service(service["ID"])
+            removed.append(service["ID"])
+    deadline = time.monotonic() + _SERVICE_GONE_SECONDS
+    for service_id in removed:
+        label = {"label": f"com.docker.swarm.service.id={service_id}"}
+        while api.containers(all=True, filters=label) and time.monotonic() < deadline:
+            time.sleep(_POLL_SECONDS)
+    for secret in api.secrets(filters=filters):
+        if wanted((secret.get("Spec") or {}).get("Labels") or {}):
+            with suppress(NotFound):
+                api.remove_secret(secret["ID"])
+    for config in api.configs(filters=filters):
+        if wanted((config.get("Spec") or {}).get("Labels") or {}):
+            with suppress(NotFound):
+                api.remove_config(config["ID"])

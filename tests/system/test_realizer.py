@@ -109,9 +109,9 @@ def test_a_field_the_realizer_does_not_apply_fails_loudly(
 
 @pytest.mark.slow
 def test_an_unknown_resource_type_fails_loudly(docker_client: docker.DockerClient) -> None:
-    service = Resource("docker:index/service:Service", "swarm", {"name": "x"}, {})
-    with pytest.raises(RealizeError, match=r"docker:index/service:Service"):
-        _realizer(docker_client, [service], "unit-type").realize()
+    plugin = Resource("docker:index/plugin:Plugin", "plugin", {"name": "x"}, {})
+    with pytest.raises(RealizeError, match=r"docker:index/plugin:Plugin"):
+        _realizer(docker_client, [plugin], "unit-type").realize()
 
 
 @pytest.mark.slow
