@@ -21,9 +21,11 @@ RESERVED_NAMES = frozenset({"microstack", "rate_limit", "fallback", "not_found"}
 def render_haproxy(model: ProxyModel) -> str:
     """Return haproxy.cfg text for `model`.
 
-    Servers given by name are re-resolved through `model.dns_resolver`, so a
-    replaced container's new address is followed without a reload. The HTTPS bind reads `model.tls.bundle_path`, one
-    PEM with certificate and key (see `pem_bundle`).
+    Servers given by name and discovery groups (`server-template`, e.g. on
+    Swarm's `tasks.<service>`) are re-resolved through `model.dns_resolver`,
+    so a replaced container's new address is followed without a reload. The
+    HTTPS bind reads `model.tls.bundle_path`, one PEM with certificate and key
+    (see `pem_bundle`).
     """
     clashes = RESERVED_NAMES.intersection(g.name for g in model.upstreams)
     if clashes:

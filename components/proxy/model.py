@@ -97,13 +97,17 @@ class Server:
 
 @dataclass(frozen=True)
 class DnsDiscovery:
-    """Find servers by resolving `name` at run time (HAProxy `server-template`).
+    """Find servers by resolving `name` at run time, through `ProxyModel.dns_resolver`.
 
-    Docker's embedded DNS answers a network alias shared by N containers with
-    N A records, so the proxy follows `api.replicas` without a config change.
-    `max_servers` is the number of slots HAProxy reserves; more replicas than
-    that are ignored. nginx open source cannot re-resolve upstreams, so it
-    rejects a model with discovery.
+    Docker's embedded DNS answers one A record per replica: on Swarm, for a
+    service with `endpoint_mode: dnsrr`, `tasks.<service>` (and the service
+    name) lists its running tasks; on a plain network, an alias shared by N
+    containers lists N addresses. So the proxy follows scaling and
+    rescheduling without a config change. HAProxy keeps `max_servers` slots
+    (`server-template`; more replicas than that are ignored) and health-checks
+    each one; nginx resolves the name per request from an answer it caches
+    for `dns_valid_seconds` and has no per-replica state (docs/proxy.md, "On
+    Swarm").
     """
 
     name: str
@@ -388,9 +392,17 @@ class ProxyModel:
     user: str | None = None
     workers: int = 2
     retry_after_seconds: int = 5
-    # Docker's embedded DNS; HAProxy re-resolves server names through it.
+    # Docker's embedded DNS: both proxies resolve discovery names through it,
+    # HAProxy also server names.
     dns_resolver: Server = Server("127.0.0.11", 53)
-    dns_hold_seconds: float = 10.0
+    # How long an answer is used before the name is asked again (nginx
+    # `valid=`, whatever the record's TTL) and how long HAProxy keeps a
+    # server whose address left the answer (`hold obsolete`, with `hold
+    # valid` and the error holds). Whole seconds: nginx accepts nothing finer.
+    dns_valid_seconds: int = 10
+    # How long one DNS query may take (nginx `resolver_timeout`, HAProxy
+    # `timeout retry` before it asks again).
+    dns_timeout_seconds: float = 1.0
 
     def __post_init__(self) -> None:
         names = [group.name for group in self.upstreams]
@@ -416,7 +428,10 @@ class ProxyModel:
             raise ModelError(f"workers {self.workers} must be within 1-64")
         if self.user is not None:
             _check_name("user", self.user)
-        _check_positive("dns_hold_seconds", self.dns_hold_seconds)
+        if isinstance(self.dns_valid_seconds, bool) or not isinstance(self.dns_valid_seconds, int):
+            raise ModelError(f"dns_valid_seconds must be whole seconds, got {self.dns_valid_seconds!r}")
+        _check_positive("dns_valid_seconds", self.dns_valid_seconds)
+        _check_positive("dns_timeout_seconds", self.dns_timeout_seconds)
 
     def upstream(self, name: str) -> UpstreamGroup:
         """The group called `name` (a route's target)."""

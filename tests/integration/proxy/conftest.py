@@ -94,20 +94,25 @@ E2E_HEALTH = HealthCheck(interval_seconds=1.0, fall=3, rise=2, timeout_seconds=0
 E2E_TIMEOUTS = Timeouts(connect_seconds=1.0, read_seconds=2.0, retries=2)
 
 
+def e2e_fields(proxy_root: Path) -> dict[str, object]:
+    """Model fields of the end-to-end proxies: short timings, a rate limit out of the way, a 1 s cache."""
+    return {
+        "health_check": E2E_HEALTH,
+        "timeouts": E2E_TIMEOUTS,
+        "passive_check": PassiveCheck(max_fails=1, fail_timeout_seconds=2),
+        "slow_start_seconds": 4.0,
+        "rate_limit": RateLimit(requests_per_second=10_000, burst=10_000),
+        "cache": Cache(ttl_seconds=1, directory=str(proxy_root / "cache")),
+    }
+
+
 @pytest.fixture
 def start_proxy(pool: Replicas, make_model: ModelFactory, proxy_root: Path) -> Iterator[ProxyStarter]:
     """Start a proxy of a kind in front of `pool`; keyword arguments override model fields."""
     started: list[ProxyProcess] = []
 
     def start(kind: ProxyKind, **overrides: object) -> ProxyProcess:
-        fields: dict[str, object] = {
-            "health_check": E2E_HEALTH,
-            "timeouts": E2E_TIMEOUTS,
-            "passive_check": PassiveCheck(max_fails=1, fail_timeout_seconds=2),
-            "slow_start_seconds": 4.0,
-            "rate_limit": RateLimit(requests_per_second=10_000, burst=10_000),
-            "cache": Cache(ttl_seconds=1, directory=str(proxy_root / "cache")),
-        }
+        fields = e2e_fields(proxy_root)
         fields.update(overrides)
         model = make_model(api_ports=pool.api_ports, auth_ports=pool.auth_ports, **fields)
         proxy = ProxyProcess(kind, model, proxy_root)

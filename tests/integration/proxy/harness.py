@@ -15,10 +15,8 @@ import getpass
 import json
 import signal
 import socket
-import struct
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,9 +29,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from dnslib import QTYPE, RCODE, RR, A, DNSRecord
+from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 from components.proxy import render
-from components.proxy.model import Paths, ProxyKind, ProxyModel, Tls, pem_bundle
+from components.proxy.model import Paths, ProxyKind, ProxyModel, Server, Tls, pem_bundle
 from microstack_common import contract
 from tests.support.binaries import require_binary
 from tests.support.servers import (
@@ -42,6 +42,7 @@ from tests.support.servers import (
     SecretFiles,
     ServerError,
     ServiceProcess,
+    free_port,
     service_env,
 )
 
@@ -376,13 +377,32 @@ def failures(outcomes: list[Outcome], ok: frozenset[int] = frozenset({200, 201})
     return [outcome for outcome in outcomes if outcome.status not in ok]
 
 
+def wait_healthy(process: ServiceProcess, timeout: float) -> None:
+    """`process.wait_healthy`, also for a service listening on another loopback address than 127.0.0.1."""
+    host = process.env[contract.Env.HOST]
+    if host == "127.0.0.1":
+        process.wait_healthy(timeout)
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.process is None or process.process.poll() is not None:
+            raise ServerError(f"{process.module} on {host} is not running (log: {process.log_path})")
+        with contextlib.suppress(OSError):
+            if http_get(process.port, contract.HEALTH_PATH, host=host)[0] == 200:
+                return
+        time.sleep(0.1)
+    raise ServerError(f"{process.module} on {host}:{process.port} not healthy after {timeout}s")
+
+
 @dataclass
 class Replicas:
     """API replicas and one auth instance as real processes on loopback ports.
 
     Tests kill, freeze and stop replicas; `ensure_running` brings every one
     back (thawing a frozen one first) so the next test starts from a full,
-    healthy pool.
+    healthy pool. With `api_hosts`, the API replicas listen on those loopback
+    addresses and one shared port instead, as Swarm tasks share a service's
+    port on their own addresses (any 127.0.0.0/8 address works on Linux).
     """
 
     postgres: PostgresServer
@@ -394,13 +414,21 @@ class Replicas:
     # (interval x fall = 3 s), as a deployment's drain must be: the replica
     # then leaves rotation before it stops accepting connections.
     drain_seconds: float = 3.5
+    api_hosts: tuple[str, ...] = ()
     api: list[ServiceProcess] = field(init=False, default_factory=list)
     auth: ServiceProcess = field(init=False)
     frozen: set[int] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
+        if self.api_hosts:
+            self.api_count = len(self.api_hosts)
+            shared_port = free_port()
         for index in range(1, self.api_count + 1):
-            self.api.append(ServiceProcess("microstack_api", self._env("api", f"api-{index}"), wait_ready=False))
+            env = self._env("api", f"api-{index}")
+            if self.api_hosts:
+                env[contract.Env.HOST] = self.api_hosts[index - 1]
+                env[contract.Env.PORT] = str(shared_port)
+            self.api.append(ServiceProcess("microstack_api", env, wait_ready=False))
         self.auth = ServiceProcess("microstack_auth", self._env("auth", "auth-1"), wait_ready=False)
 
     def _env(self, service: str, instance: str) -> dict[str, str]:
@@ -422,7 +450,7 @@ class Replicas:
         for process in [*self.api, self.auth]:
             process.start()
         for process in [*self.api, self.auth]:
-            process.wait_healthy(60)
+            wait_healthy(process, 60)
         return self
 
     def freeze(self, index: int) -> None:
@@ -441,11 +469,11 @@ class Replicas:
             if process.process is not None and process.process.poll() is None:
                 # A process signalled a moment ago may still be on its way out.
                 with contextlib.suppress(ServerError):
-                    process.wait_healthy(contract.STOP_TIMEOUT_SECONDS)
+                    wait_healthy(process, contract.STOP_TIMEOUT_SECONDS)
             if process.process is None or process.process.poll() is not None:
                 process.start()
         for process in [*self.api, self.auth]:
-            process.wait_healthy(60)
+            wait_healthy(process, 60)
 
     def stop(self) -> None:
         for index in list(self.frozen):
@@ -454,25 +482,24 @@ class Replicas:
             process.stop()
 
 
-class FakeDns:
-    """A tiny authoritative DNS server on loopback for HAProxy's service discovery.
+class FakeDns(BaseResolver):  # type: ignore[misc]
+    """Docker's embedded DNS as the proxies see it, on a free loopback UDP port.
 
-    It answers A queries for the names in `records` (mutable while running,
-    as Docker's DNS changes when containers come and go), an empty answer
-    for other types of a known name, and NXDOMAIN for anything else.
+    `records` maps a name (`tasks.api`, `api`) to its A records and may change
+    while the server runs, as Docker's answers do when tasks come and go; a
+    name not in it is NXDOMAIN, another type of a known name an empty answer.
+    Records carry Docker's TTL (600 s), which both proxies must ignore.
     """
 
-    def __init__(self) -> None:
+    TTL = 600
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.records: dict[str, list[str]] = {}
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.settimeout(0.2)
-        self.port = int(self._sock.getsockname()[1])
-        self._running = True
-        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._server = DNSServer(self, address=host, port=0, logger=DNSLogger(logf=lambda _: None))
+        self.port = int(self._server.server.server_address[1])
 
     def __enter__(self) -> Self:
-        self._thread.start()
+        self._server.start_thread()
         return self
 
     def __exit__(
@@ -481,36 +508,21 @@ class FakeDns:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._running = False
-        self._thread.join(2)
-        self._sock.close()
+        self._server.stop()
+        self._server.server.server_close()
 
-    def _serve(self) -> None:
-        while self._running:
-            try:
-                query, client = self._sock.recvfrom(4096)
-            except TimeoutError:
-                continue
-            with contextlib.suppress(ValueError, IndexError, struct.error):
-                self._sock.sendto(self.answer(query), client)
+    @property
+    def address(self) -> Server:
+        """Where a model's `dns_resolver` points to ask this server."""
+        return Server(str(self._server.server.server_address[0]), self.port)
 
-    def answer(self, query: bytes) -> bytes:
-        """The response to one DNS query message (RFC 1035 wire format)."""
-        (query_id,) = struct.unpack("!H", query[:2])
-        labels, offset = [], 12
-        while query[offset]:
-            length = query[offset]
-            labels.append(query[offset + 1 : offset + 1 + length].decode("ascii").lower())
-            offset += 1 + length
-        qtype, _ = struct.unpack("!HH", query[offset + 1 : offset + 5])
-        question = query[12 : offset + 5]
-        name = ".".join(labels)
-        addresses = self.records.get(name)
+    def resolve(self, request: DNSRecord, handler: object) -> DNSRecord:
+        """dnslib's resolver hook: the reply to one query."""
+        reply = request.reply()
+        addresses = self.records.get(str(request.q.qname).rstrip(".").lower())
         if addresses is None:
-            return struct.pack("!HHHHHH", query_id, 0x8583, 1, 0, 0, 0) + question
-        answers = b""
-        if qtype == 1:
+            reply.header.rcode = RCODE.NXDOMAIN
+        elif request.q.qtype == QTYPE.A:
             for address in addresses:
-                answers += struct.pack("!HHHIH", 0xC00C, 1, 1, 1, 4) + socket.inet_aton(address)
-        count = len(addresses) if qtype == 1 else 0
-        return struct.pack("!HHHHHH", query_id, 0x8580, 1, count, 0, 0) + question + answers
+                reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A(address), ttl=self.TTL))
+        return reply

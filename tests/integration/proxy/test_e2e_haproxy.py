@@ -8,29 +8,17 @@ state is read from HAProxy's own runtime API, not inferred from traffic.
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import time
-import uuid
-from pathlib import Path
 
 import httpx
 import pytest
 
-from components.proxy import render_haproxy
-from components.proxy.model import DnsDiscovery, ProxyKind, Server, UpstreamGroup
+from components.proxy.model import ProxyKind
 from microstack_common import contract
-from tests.integration.proxy.conftest import E2E_HEALTH, ModelFactory, ProxyStarter
-from tests.integration.proxy.harness import FakeDns, ProxyProcess, Replicas, http_get
+from tests.integration.proxy.conftest import E2E_HEALTH, ProxyStarter
+from tests.integration.proxy.harness import ProxyProcess, Replicas
 from tests.integration.proxy.test_e2e_common import base_url
-from tests.support.servers import (
-    PostgresServer,
-    RedisServer,
-    SecretFiles,
-    ServiceProcess,
-    free_port,
-    service_env,
-)
 
 pytestmark = pytest.mark.slow
 
@@ -96,70 +84,3 @@ def test_recovered_replica_rejoins_by_health_with_slow_start(start_proxy: ProxyS
     with httpx.Client(base_url=base_url(proxy), timeout=10) as client:
         seen = {client.get("/api/instance").headers[contract.INSTANCE_HEADER] for _ in range(60)}
     assert "api-1" in seen
-
-
-def test_dns_discovery_follows_replicas_without_a_config_change(
-    make_model: ModelFactory,
-    proxy_root: Path,
-    postgres_server: PostgresServer,
-    redis_server: RedisServer,
-    jwt_secrets: SecretFiles,
-) -> None:
-    """Replicas share one name and port on different loopback addresses, as
-    containers share an alias on a Docker network; a DNS server on loopback
-    plays Docker's. Scaling up and down changes only its answers."""
-    port = free_port()
-    hosts = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
-    database = postgres_server.create_database(f"dns_{uuid.uuid4().hex[:8]}")
-    replicas = []
-    for index, host in enumerate(hosts, start=1):
-        env = service_env(
-            postgres_server, redis_server, jwt_secrets, instance=f"dns-api-{index}", port=port, database=database
-        )
-        env[contract.Env.HOST] = host
-        replicas.append(ServiceProcess("microstack_api", env, wait_ready=False))
-    with FakeDns() as dns, contextlib.ExitStack() as stack:
-        for replica in replicas:
-            stack.enter_context(replica)
-        for host in hosts:
-            deadline = time.monotonic() + 60
-            while not healthy(host, port) and time.monotonic() < deadline:
-                time.sleep(0.1)
-        dns.records["api"] = hosts[:2]
-        model = make_model(
-            upstreams=(
-                UpstreamGroup("api", discovery=DnsDiscovery("api", port, max_servers=4)),
-                UpstreamGroup("auth", (Server("127.0.0.1", free_port()),)),
-            ),
-            dns_resolver=Server("127.0.0.1", dns.port),
-            dns_hold_seconds=1.0,
-            health_check=E2E_HEALTH,
-            slow_start_seconds=0,
-        )
-        proxy = stack.enter_context(ProxyProcess(ProxyKind.HAPROXY, model, proxy_root))
-        assert wait_for_instances(proxy, {"dns-api-1", "dns-api-2"})
-        dns.records["api"] = hosts
-        assert wait_for_instances(proxy, {"dns-api-1", "dns-api-2", "dns-api-3"})
-        dns.records["api"] = hosts[1:]
-        assert wait_for_instances(proxy, {"dns-api-2", "dns-api-3"})
-        assert proxy.config.read_text() == render_haproxy(model), "the config never changed"
-
-
-def healthy(host: str, port: int) -> bool:
-    try:
-        return http_get(port, contract.HEALTH_PATH, host=host)[0] == 200
-    except OSError:
-        return False
-
-
-def wait_for_instances(proxy: ProxyProcess, expected: set[str], timeout: float = 15.0) -> bool:
-    """True once 40 requests in a row are answered by exactly the `expected` replicas."""
-    deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=base_url(proxy), timeout=10) as client:
-        while time.monotonic() < deadline:
-            answers = [client.get("/api/instance") for _ in range(40)]
-            seen = {answer.headers.get(contract.INSTANCE_HEADER) for answer in answers}
-            if seen == expected and all(answer.status_code == 200 for answer in answers):
-                return True
-            time.sleep(0.3)
-    return False

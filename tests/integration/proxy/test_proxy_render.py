@@ -205,14 +205,85 @@ def test_cache_disabled_renders_no_cache(make_model: ModelFactory, proxy_root: P
     assert check_config(ProxyKind.NGINX, write_config(model, ProxyKind.NGINX, proxy_root)).returncode == 0
 
 
-def test_nginx_refuses_dns_discovery(make_model: ModelFactory) -> None:
-    model = make_model(
+def _swarm_model(make_model: ModelFactory, proxy_root: Path, tls_enabled: bool) -> ProxyModel:
+    """Both groups found as Swarm tasks (`tasks.<service>`) through a resolver on loopback."""
+    return make_model(
         upstreams=(
-            UpstreamGroup("api", discovery=DnsDiscovery("api", 8000)),
-            UpstreamGroup("auth", (Server("auth", 8001),)),
+            UpstreamGroup("api", discovery=DnsDiscovery(f"tasks.{contract.Alias.API}", contract.API_PORT, 10)),
+            UpstreamGroup("auth", discovery=DnsDiscovery(f"tasks.{contract.Alias.AUTH}", contract.AUTH_PORT, 4)),
+        ),
+        dns_resolver=Server("127.0.0.1", 5353),
+        dns_valid_seconds=3,
+        dns_timeout_seconds=0.5,
+        tls=self_signed_tls(proxy_root) if tls_enabled else None,
+    )
+
+
+@pytest.mark.parametrize("kind", list(ProxyKind))
+@pytest.mark.parametrize("tls_enabled", [False, True], ids=["http", "tls"])
+def test_swarm_discovery_config_passes_the_binary_check(
+    kind: ProxyKind, tls_enabled: bool, make_model: ModelFactory, proxy_root: Path
+) -> None:
+    model = _swarm_model(make_model, proxy_root, tls_enabled)
+    result = check_config(kind, write_config(model, kind, proxy_root))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# The breaker directives that do not depend on an upstream block.
+NGINX_DISCOVERY_FRAGMENTS = [
+    fragment for fragment in NGINX_FRAGMENTS if not fragment.startswith(("least_conn", "server 127.0.0.1"))
+] + [
+    "resolver 127.0.0.1:5353 valid=3s ipv6=off;",
+    "resolver_timeout 500ms;",
+    "set $api_upstream tasks.api:8000;",
+    "set $auth_upstream tasks.auth:8001;",
+    "proxy_pass http://$api_upstream;",
+    "proxy_pass http://$auth_upstream;",
+]
+
+
+def test_nginx_discovery_resolves_per_request_and_keeps_the_breaker(make_model: ModelFactory, proxy_root: Path) -> None:
+    text = render_nginx(_swarm_model(make_model, proxy_root, tls_enabled=False))
+    missing = [fragment for fragment in NGINX_DISCOVERY_FRAGMENTS if fragment not in text]
+    assert not missing, missing
+    assert "upstream api" not in text and "proxy_pass http://api;" not in text
+
+
+def test_haproxy_discovery_uses_the_model_resolver_and_hold_times(make_model: ModelFactory, proxy_root: Path) -> None:
+    text = render_haproxy(_swarm_model(make_model, proxy_root, tls_enabled=False))
+    assert "nameserver docker 127.0.0.1:5353" in text
+    assert "server-template api- 10 tasks.api:8000 resolvers docker init-addr none" in text
+    assert "timeout retry 500ms" in text
+    for status in ("valid", "obsolete", "nx"):
+        assert f"hold {status} 3s" in text
+
+
+def test_nginx_mixes_static_and_discovered_groups(make_model: ModelFactory) -> None:
+    text = render_nginx(
+        make_model(
+            upstreams=(
+                UpstreamGroup("api", discovery=DnsDiscovery("tasks.api", 8000)),
+                UpstreamGroup("auth", (Server("127.0.0.1", 18001),)),
+            )
         )
     )
-    with pytest.raises(ModelError, match="haproxy"):
+    assert "proxy_pass http://$api_upstream;" in text
+    assert "upstream auth {" in text and "proxy_pass http://auth;" in text
+
+
+def test_nginx_without_discovery_has_no_resolver(make_model: ModelFactory) -> None:
+    assert "resolver" not in render_nginx(make_model())
+
+
+def test_nginx_refuses_groups_that_share_a_variable_name(make_model: ModelFactory) -> None:
+    model = make_model(
+        upstreams=(
+            UpstreamGroup("my-api", discovery=DnsDiscovery("tasks.a", 8000)),
+            UpstreamGroup("my_api", discovery=DnsDiscovery("tasks.b", 8000)),
+        ),
+        routes=(Route("/a/", "my-api"), Route("/b/", "my_api")),
+    )
+    with pytest.raises(ModelError, match=r"\$my_api_upstream"):
         render_nginx(model)
 
 
@@ -223,6 +294,10 @@ def test_haproxy_refuses_an_upstream_named_like_its_own_sections(make_model: Mod
     )
     with pytest.raises(ModelError, match="reserved"):
         render_haproxy(model)
+
+
+def _api_only(**fields: object) -> ProxyModel:
+    return ProxyModel((UpstreamGroup("api", (Server("a", 1),)),), routes=(Route("/api/", "api"),), **fields)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -248,6 +323,10 @@ def test_haproxy_refuses_an_upstream_named_like_its_own_sections(make_model: Mod
         (lambda: HealthCheck(fall=0), "at least 1"),
         (lambda: Timeouts(read_seconds=0), "greater than 0"),
         (lambda: DnsDiscovery("api", 8000, max_servers=0), "1-1024"),
+        (lambda: DnsDiscovery("tasks.api;", 8000), "not an IPv4 address or a DNS name"),
+        (lambda: _api_only(dns_valid_seconds=1.5), "dns_valid_seconds must be whole seconds"),
+        (lambda: _api_only(dns_valid_seconds=0), "dns_valid_seconds must be greater than 0"),
+        (lambda: _api_only(dns_timeout_seconds=0), "dns_timeout_seconds must be greater than 0"),
     ],
 )
 def test_model_rejects_values_that_would_break_the_config(build: Callable[[], object], message: str) -> None:
