@@ -40,7 +40,7 @@ from typing import Any, Literal
 import pulumi
 import pulumi.dynamic
 
-Condition = Literal["healthy", "exited-zero"]
+Condition = Literal["healthy", "exited-zero", "service-updated"]
 
 # How often the engine is asked for the container's state.
 POLL_SECONDS = 1.0
@@ -53,7 +53,10 @@ LOG_LINES = 20
 CRASH_LOOP_RESTARTS = 3
 # The only inputs whose change means "wait again"; timeouts and connection
 # settings may change without re-checking a container that is already ready.
-_REPLACING_INPUTS = ("containerId", "condition")
+_REPLACING_INPUTS = ("containerId", "condition", "specDigest")
+# Swarm update states (moby api/types/swarm, UpdateState): an update or a
+# rollback that stopped; a service in one of these does not run what was declared.
+SERVICE_FAILED_STATES = ("paused", "rollback_started", "rollback_paused", "rollback_completed")
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,8 @@ class ReadyGate(pulumi.dynamic.Resource, module="microstack", name="ReadyGate"):
         timeout_seconds: int,
         settle_seconds: int,
         docker_connection: DockerConnection,
+        spec_digest: pulumi.Input[str] | None = None,
+        expected_image: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {
@@ -116,6 +121,10 @@ class ReadyGate(pulumi.dynamic.Resource, module="microstack", name="ReadyGate"):
             "settleSeconds": settle_seconds,
             "docker": docker_connection.inputs(),
         }
+        if spec_digest is not None:
+            props["specDigest"] = spec_digest
+        if expected_image is not None:
+            props["expectedImage"] = expected_image
         super().__init__(ReadyGateProvider(), name, props, opts)
 
 
@@ -134,6 +143,8 @@ def _wait_with(client: Any, props: Mapping[str, Any]) -> None:
         timeout = float(props.get("timeoutSeconds") or 60)
         if props.get("condition") == "exited-zero":
             _wait_job(client, container_id, name, timeout)
+        elif props.get("condition") == "service-updated":
+            _wait_service(client, container_id, name, str(props.get("expectedImage") or ""), timeout)
         else:
             _wait_healthy(client, container_id, name, timeout)
             settle = float(props.get("settleSeconds") or 0)
@@ -162,6 +173,61 @@ def _wait_healthy(client: Any, container_id: str, name: str, timeout: float) -> 
         if time.monotonic() >= deadline:
             raise GateError(_report(client, details, name, f"did not become healthy within {timeout:g} s"))
         time.sleep(POLL_SECONDS)
+
+
+def _wait_service(client: Any, service_id: str, name: str, image: str, timeout: float) -> None:
+    """Until the Swarm service runs what was declared: its update completed, on the declared image.
+
+    The provider's converge_config already waits for this when it updates the
+    service; the gate is for the `up` after a failed one. When Swarm rolls an
+    update back, the provider's Update fails but records the new spec (no
+    partial state in resourceDockerServiceUpdate, kreuzwerker/terraform-provider-docker
+    v3.9.0), so the next `up` finds nothing to change and would succeed with
+    the old release running. The gate is replaced whenever the declared spec
+    changes (`specDigest`) and is missing from the state after it failed, so
+    that `up` checks again, and fails again, until a release converges.
+    """
+    import docker.errors
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            service = client.api.inspect_service(service_id)
+        except docker.errors.NotFound:
+            raise GateError(f"service {name} ({service_id[:12]}) no longer exists") from None
+        status = service.get("UpdateStatus") or {}
+        state = status.get("State")
+        running = str(service["Spec"]["TaskTemplate"]["ContainerSpec"].get("Image", ""))
+        if state in SERVICE_FAILED_STATES:
+            raise GateError(_service_report(client, service, name, f"update {state}: {status.get('Message', '')}"))
+        if state in (None, "completed") and image and not running.startswith(image):
+            raise GateError(_service_report(client, service, name, f"runs {running}, not the declared {image}"))
+        if state in (None, "completed") and _tasks_running(client, service):
+            return
+        if time.monotonic() >= deadline:
+            raise GateError(_service_report(client, service, name, f"did not converge within {timeout:g} s"))
+        time.sleep(POLL_SECONDS)
+
+
+def _tasks_running(client: Any, service: Mapping[str, Any]) -> bool:
+    """Whether every replica (or, for a global service, every node's task) is running."""
+    tasks = client.api.tasks(filters={"service": service["ID"], "desired-state": "running"})
+    running = [t for t in tasks if t.get("Status", {}).get("State") == "running"]
+    replicated = service["Spec"].get("Mode", {}).get("Replicated")
+    if replicated is not None:
+        return len(running) >= int(replicated.get("Replicas") or 0)
+    return bool(running) and len(running) == len(tasks)
+
+
+def _service_report(client: Any, service: Mapping[str, Any], name: str, what: str) -> str:
+    tasks = client.api.tasks(filters={"service": service["ID"]})
+    recent = sorted(tasks, key=lambda t: str(t.get("UpdatedAt", "")))[-5:]
+    lines = [
+        f"  {t.get('Slot', t.get('NodeID', '')[:12])}: {t['Status'].get('State')} "
+        f"{t['Status'].get('Err') or t['Status'].get('Message', '')}".rstrip()
+        for t in recent
+    ]
+    return "\n".join([f"service {name} {what}", "last tasks:", *(lines or ["  none"])])
 
 
 def _wait_job(client: Any, container_id: str, name: str, timeout: float) -> None:

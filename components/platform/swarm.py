@@ -16,6 +16,8 @@ resource_docker_config.go. docs/swarm.md explains the consequences for users.
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 from collections.abc import Mapping
 from typing import TypedDict
 
@@ -25,7 +27,7 @@ import pulumi_docker as docker
 from components import provider_values
 from components.common import HEALTH_INTERVAL_SECONDS, HEALTH_RETRIES, HEALTH_TIMEOUT_SECONDS
 from components.config import SwarmConfig
-from components.gate import DockerConnection
+from components.gate import DockerConnection, ReadyGate
 from components.platform.base import Deployment, NetworkSpec
 from components.platform.containers import ContainersPlatform
 from components.platform.workload import INSTANCE, Kind, Workload
@@ -68,6 +70,10 @@ def converge_timeout_seconds(workload: Workload) -> int:
     return workload.replicas * per_task + CONVERGE_MARGIN_SECONDS
 
 
+def _digest(values: object) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def b64(text: str) -> str:
     """Secret and config data as the provider wants it: standard, padded base64.
 
@@ -97,6 +103,7 @@ class SwarmPlatform:
     def __init__(self, connection: DockerConnection, swarm: SwarmConfig, stack: str) -> None:
         self._swarm = swarm
         self._stack = stack
+        self._connection = connection
         # One-off work runs as a container on the manager (see run()).
         self._containers = ContainersPlatform(connection)
         self._secrets: dict[str, docker.Secret] = {}
@@ -187,10 +194,24 @@ class SwarmPlatform:
                 ignore_changes=IGNORE_CHANGES,
             ),
         )
+        gate = ReadyGate(
+            f"{workload.name}-ready",
+            container=service,
+            container_name=service.name,
+            condition="service-updated",
+            timeout_seconds=converge_timeout_seconds(workload),
+            settle_seconds=0,
+            docker_connection=self._connection,
+            # Replaced, and so waited on again, whenever the declared service changes.
+            spec_digest=pulumi.Output.all(service.task_spec, service.mode).apply(_digest),
+            expected_image=workload.image.pinned,
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=[service]),
+        )
         return Deployment(
             name=service.name,
-            ready=service,
+            ready=gate,
             service=service,
+            gates=[gate],
             dns_name=f"tasks.{workload.docker_name}",
         )
 

@@ -129,7 +129,10 @@ def test_replicas_follow_the_config(stack: str) -> None:
 
 def test_swarm_declares_services_not_containers_except_the_one_off_job(swarm: Program) -> None:
     assert {c.name for c in swarm.of_type(CONTAINER)} == {"logging-setup"}
-    assert [g.name for g in swarm.of_type(READY_GATE)] == ["logging-setup-ready"]
+    # The job's exit code, and after every service that Swarm runs what was declared (components/gate.py).
+    gates = {g.name: g.inputs["condition"] for g in swarm.of_type(READY_GATE)}
+    assert gates.pop("logging-setup-ready") == "exited-zero"
+    assert set(gates.values()) == {"service-updated"} and len(gates) == len(swarm.of_type(SERVICE))
     roles = {w.role for w in workloads(swarm) if w.resource.type == SERVICE}
     assert roles == {"api", "auth", "postgres", "redis", "proxy", "elasticsearch", "logstash", "kibana"}
     # Swarm creates a task's named volume on its node; a Volume resource would exist on the manager only.
@@ -362,3 +365,13 @@ def test_a_single_local_node_needs_no_registry() -> None:
     image = by_role(program, "api").resource.inputs["taskSpec"]["containerSpec"]["image"]
     # No registry, so no digest: the tag, a digest of the source, is the pin.
     assert re.fullmatch(r"microstack-dev/api:[0-9a-f]{16}", image)
+
+
+def test_a_service_gate_waits_again_exactly_when_its_service_changes(swarm: Program) -> None:
+    def digests(program: Program) -> dict[str, str]:
+        return {g.name: g.inputs["specDigest"] for g in program.of_type(READY_GATE) if "specDigest" in g.inputs}
+
+    before, scaled = digests(swarm), digests(swarm_stack(api={"replicas": 2}))
+    assert before["api-ready"] != scaled.pop("api-ready")
+    before.pop("api-ready")
+    assert before == scaled
