@@ -4,7 +4,8 @@
 created, reads each back the way the provider's Read does
 (tests/support/readback.py) and diffs it against the inputs the program
 declared. An empty list means `pulumi refresh && pulumi up` on this engine
-would show no change for these resources.
+would show no change for these resources. `check_services` does the same for
+Swarm services, secrets and configs (tests/support/readback_service.py).
 
 Two things the realizer does differently from the provider are undone here,
 because they are the test's doing, not the program's:
@@ -32,13 +33,26 @@ engines before 25.0 report as "" (a `restart` update).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import docker
+from docker.errors import NotFound
 
-from tests.support import readback
-from tests.support.program import CONTAINER, NETWORK, REMOTE_IMAGE, VOLUME, Program
+from tests.support import readback, readback_service
+from tests.support.program import (
+    CONTAINER,
+    IMAGE,
+    NETWORK,
+    REMOTE_IMAGE,
+    SECRET,
+    SERVICE,
+    SERVICE_CONFIG,
+    VOLUME,
+    Program,
+    mock_id,
+)
 from tests.system.realizer import Realized
 
 REALIZER_LABEL_PREFIX = "microstack.system-test."
@@ -94,3 +108,110 @@ def _image_ids(program: Program, client: docker.DockerClient, realized: Realized
         if reference is not None and mock_id is not None:
             ids[mock_id] = client.images.get(reference).id
     return ids
+
+
+def check_services(
+    program: Program, client: docker.DockerClient, realized: Realized
+) -> list[tuple[str, readback.Change]]:
+    """Every change the plan would show for the realized Swarm services, secrets and configs, by resource name.
+
+    The Swarm counterpart of `readback_changes` (tests/support/readback_service.py
+    ports the provider's Read). What the realizer does differently from the
+    provider is undone first, as for containers: the declared mock IDs of
+    networks, secrets and configs become the engine's IDs; a declared image
+    becomes the local reference the realizer ran instead; the realizer's own
+    labels are dropped from the service's labels. The realizer does not ask a
+    registry, so `placement.platforms` stays empty (the program ignores it
+    anyway) and a tag is not pinned to a digest.
+
+    Read retries for 30 s while the service shows no endpoint mode (Swarm's
+    allocator has not run yet); after that it fails, reported as a change of
+    `endpointSpec`. A service that is gone is recreated: a replacing `name` change.
+    """
+    engine_ids = {
+        mock_id(name): real
+        for table in (realized.networks, realized.secrets, realized.configs)
+        for name, real in table.items()
+    }
+    images = _image_references(program, realized)
+    changes: list[tuple[str, readback.Change]] = []
+    for resource in program.of_type(SERVICE):
+        service_id = realized.services.get(resource.name)
+        if service_id is None:
+            continue
+        declared = _with_engine_ids(resource.inputs, engine_ids)
+        container = declared["taskSpec"]["containerSpec"]
+        container["image"] = images.get(container["image"], container["image"])
+        try:
+            state = _read_service(client, service_id, declared)
+        except NotFound:
+            changes.append((resource.name, readback.Change("name", declared.get("name"), None, replaces=True)))
+            continue
+        except readback.ReadPending as pending:
+            changes.append(
+                (resource.name, readback.Change("endpointSpec", declared.get("endpointSpec"), str(pending), False))
+            )
+            continue
+        ignored = resource.options.get("ignore_changes") or []
+        changes += [(resource.name, c) for c in readback_service.diff_service(declared, state, ignored)]
+    for resource in program.of_type(SECRET):
+        secret_id = realized.secrets.get(resource.name)
+        if secret_id is not None:
+            state = readback_service.read_secret(client.api.inspect_secret(secret_id), resource.inputs)
+            changes += [(resource.name, c) for c in readback_service.diff_secret(resource.inputs, state)]
+    for resource in program.of_type(SERVICE_CONFIG):
+        config_id = realized.configs.get(resource.name)
+        if config_id is not None:
+            state = readback_service.read_service_config(client.api.inspect_config(config_id), resource.inputs)
+            changes += [(resource.name, c) for c in readback_service.diff_service_config(resource.inputs, state)]
+    return sorted(changes, key=lambda item: (item[0], item[1].path))
+
+
+# resourceDockerServiceRead: StateChangeConf Timeout 30 s, Delay 2 s (resource_docker_service_funcs.go).
+_SERVICE_READ_SECONDS = 30
+
+
+def _read_service(client: docker.DockerClient, service_id: str, declared: Mapping[str, Any]) -> dict[str, Any]:
+    deadline = time.monotonic() + _SERVICE_READ_SECONDS
+    while True:
+        inspect = dict(client.api.inspect_service(service_id))
+        spec = dict(inspect.get("Spec") or {})
+        spec["Labels"] = {
+            k: v for k, v in (spec.get("Labels") or {}).items() if not k.startswith(REALIZER_LABEL_PREFIX)
+        }
+        inspect["Spec"] = spec
+        try:
+            return readback_service.read_service(inspect, declared)
+        except readback.ReadPending:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(2)
+
+
+def _with_engine_ids(value: Any, engine_ids: Mapping[str, str]) -> Any:
+    """`value` with every mock ID of a realized resource replaced by the engine's ID."""
+    if isinstance(value, Mapping):
+        return {k: _with_engine_ids(v, engine_ids) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_engine_ids(v, engine_ids) for v in value]
+    if isinstance(value, str):
+        return engine_ids.get(value, value)
+    return value
+
+
+def _image_references(program: Program, realized: Realized) -> dict[str, str]:
+    """Each reference the program may give a service (name, mock image ID, mock repo digest) → the realizer's image."""
+    references: dict[str, str] = {}
+    for resource in program.of_type(REMOTE_IMAGE) + program.of_type(IMAGE):
+        local = realized.images.get(resource.name)
+        if local is None:
+            continue
+        candidates = (
+            resource.inputs.get("name"),
+            resource.inputs.get("imageName"),
+            resource.outputs.get("imageId"),
+            resource.outputs.get("imageName"),
+            resource.outputs.get("repoDigest"),
+        )
+        references.update({str(ref): local for ref in candidates if ref})
+    return references
