@@ -85,7 +85,8 @@ class ReadyGateProvider(pulumi.dynamic.ResourceProvider):
 
     def create(self, props: Any) -> pulumi.dynamic.CreateResult:
         wait_until_ready(props)
-        outs = {key: props.get(key) for key in ("containerId", "containerName", "condition")}
+        # Everything diff compares: the engine passes the old outputs to diff as `olds`.
+        outs = {key: props.get(key) for key in ("containerName", *_REPLACING_INPUTS) if key in props}
         return pulumi.dynamic.CreateResult(id_=str(props["containerId"]), outs=outs)
 
     def diff(self, _id: str, olds: Any, news: Any) -> pulumi.dynamic.DiffResult:

@@ -17,7 +17,7 @@ from typing import Any
 import docker
 import pytest
 
-from tests.support.binaries import require_binary
+from tests.support.binaries import binaries_required, require_binary
 from tests.system.engine import docker_engine
 from tests.system.images import BuiltImages, build_test_images
 from tests.system.realizer import remove_abandoned
@@ -32,6 +32,7 @@ from tests.system.stack import (
     stack_config,
     unique_stack_name,
 )
+from tests.system.swarm import ForeignSwarm, swarm
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -88,3 +89,15 @@ def stack(request: pytest.FixtureRequest) -> Stack:
     """The same test against a stack behind each proxy kind."""
     found: Stack = request.getfixturevalue(f"{request.param}_stack")
     return found
+
+
+@pytest.fixture(scope="module")
+def swarm_node(docker_client: docker.DockerClient) -> Iterator[str]:
+    """The session's engine as a single-node swarm manager for one test module; it leaves the swarm after."""
+    try:
+        with swarm(docker_client) as node_id:
+            yield node_id
+    except ForeignSwarm as error:
+        if binaries_required():
+            pytest.fail(f"{error} (CI runs every test)")
+        pytest.skip(str(error))

@@ -141,6 +141,14 @@ def check_services(
             continue
         declared = _with_engine_ids(resource.inputs, engine_ids)
         container = declared["taskSpec"]["containerSpec"]
+        # An auto-named secret's or config's name is an output, unknown under
+        # mocks; a real `up` declares the name the provider gave it.
+        for key, kind in (("secrets", "secret"), ("configs", "config")):
+            for ref in container.get(key) or []:
+                name_key = f"{kind}Name"
+                if not ref.get(name_key):
+                    inspect = client.api.inspect_secret if kind == "secret" else client.api.inspect_config
+                    ref[name_key] = inspect(ref[f"{kind}Id"])["Spec"]["Name"]
         container["image"] = images.get(container["image"], container["image"])
         try:
             state = _read_service(client, service_id, declared)

@@ -30,6 +30,7 @@ import base64
 import io
 import os
 import re
+import secrets as secrets_module
 import tarfile
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -341,15 +342,15 @@ class Realizer:
         for resource in self.program.of_type(CONTAINER):
             if not self.skip(resource):
                 self.specs[resource.name] = self._container_spec(resource)
-        # A gate of a container left out (skipped) is left out with it.
-        for resource in self.program.of_type(READY_GATE):
-            gate = self._gate_spec(resource)
-            if gate.container in self.specs:
-                self.gates[resource.name] = gate
         # So is every service's (the IDs it names are resolved when it is created).
         for resource in self.program.of_type(SERVICE):
             if not self.skip(resource):
                 self.services[resource.name] = self._service_spec(resource, resolve=False)
+        # A gate of a container or service left out (skipped) is left out with it.
+        for resource in self.program.of_type(READY_GATE):
+            gate = self._gate_spec(resource)
+            if gate.container in self.specs or gate.container in self.services:
+                self.gates[resource.name] = gate
         self._add_implicit_dependencies()
         levels = self.levels()
         for resource in self.program.of_type(NETWORK):
@@ -716,7 +717,7 @@ class Realizer:
     def _secret(self, resource: Resource) -> None:
         """resourceDockerSecretCreate: `data` is base64 (StdEncoding) of the value; the ID is the secret's."""
         fields = _Fields(resource, resource.inputs)
-        name = fields.get("name", resource.name)
+        name = fields.get("name") or _auto_name(resource.name)
         data = self._base64_data(fields)
         labels = self._labels(fields)
         fields.check()
@@ -727,12 +728,16 @@ class Realizer:
     def _service_config(self, resource: Resource) -> None:
         """resourceDockerConfigCreate: as a secret, but the provider's config has no labels."""
         fields = _Fields(resource, resource.inputs)
-        name = fields.get("name", resource.name)
+        name = fields.get("name") or _auto_name(resource.name)
         data = self._base64_data(fields)
         fields.check()
         self.realized.configs[resource.name] = self._swarm_call(
             resource, lambda: self.client.configs.create(name=name, data=data, labels=self._own_labels()).id
         )
+
+    def _swarm_object_name(self, kind: str, object_id: str) -> str:
+        inspect = self.api.inspect_secret if kind == "secret" else self.api.inspect_config
+        return str(inspect(object_id)["Spec"]["Name"])
 
     @staticmethod
     def _base64_data(fields: _Fields) -> bytes:
@@ -813,10 +818,13 @@ class Realizer:
 
         secrets = []
         for ref in cs.nested("secrets"):
+            secret_id = engine_id(ref.get("secretId"), self.realized.secrets, "secret")
             secrets.append(
                 SecretReference(
-                    secret_id=engine_id(ref.get("secretId"), self.realized.secrets, "secret"),
-                    secret_name=ref.get("secretName"),
+                    secret_id=secret_id,
+                    # An auto-named secret's name is an output, unknown under mocks.
+                    secret_name=ref.get("secretName")
+                    or (self._swarm_object_name("secret", secret_id) if resolve else None),
                     filename=ref.get("fileName"),
                     uid=str(ref.get("fileUid", "0")),
                     gid=str(ref.get("fileGid", "0")),
@@ -826,10 +834,12 @@ class Realizer:
             readers.append(ref)
         configs = []
         for ref in cs.nested("configs"):
+            config_id = engine_id(ref.get("configId"), self.realized.configs, "config")
             configs.append(
                 ConfigReference(
-                    config_id=engine_id(ref.get("configId"), self.realized.configs, "config"),
-                    config_name=ref.get("configName"),
+                    config_id=config_id,
+                    config_name=ref.get("configName")
+                    or (self._swarm_object_name("config", config_id) if resolve else None),
                     filename=ref.get("fileName"),
                     uid=str(ref.get("fileUid", "0")),
                     gid=str(ref.get("fileGid", "0")),
@@ -1060,6 +1070,12 @@ class Realizer:
         service_id = self.realized.services.pop(resource_name, None)
         if service_id is not None:
             self._delete_service(service_id, self.services[resource_name])
+
+    def remove_service_id(self, resource_name: str, service_id: str) -> None:
+        """resourceDockerServiceDelete for one incarnation (`service_id`) of a declared service."""
+        if self.realized.services.get(resource_name) == service_id:
+            del self.realized.services[resource_name]
+        self._delete_service(service_id, self.services[resource_name])
 
     def remove_secret(self, resource_name: str) -> None:
         secret_id = self.realized.secrets.pop(resource_name, None)
@@ -1322,11 +1338,15 @@ class Realizer:
         its message (which names the container and the reason).
         """
         container = self._named_by_id(resource, resource.inputs.get("containerId"))
-        container_id = self.realized.containers.get(container)
+        # A container's gate, or (condition service-updated) a Swarm service's.
+        container_id = self.realized.containers.get(container) or self.realized.services.get(container)
         if container_id is None:
-            raise RealizeError(f"{resource.name}: container {container} has not been created")
+            raise RealizeError(f"{resource.name}: container or service {container} has not been created")
         provider = load_provider(resource.inputs)
         props = {**resource.inputs, "containerId": container_id}
+        if "expectedImage" in props:
+            # The image the service was given: mock digests stand for the engine's local images.
+            props["expectedImage"] = self._image_refs.get(props["expectedImage"], props["expectedImage"])
         try:
             result = provider.create(props)
         except Exception as error:
@@ -1370,6 +1390,14 @@ class Realizer:
             self.api.remove_container(container_id, force=True, v=spec.remove_volumes)
         except NotFound:
             return
+
+
+def _auto_name(resource_name: str) -> str:
+    """pulumi-docker's auto-name for an undeclared `name`: `<resource name>-<7 hex>` (resources.go, SetAutonaming).
+
+    Random per creation, so a replacement's new secret never collides with the old one it replaces.
+    """
+    return f"{resource_name}-{secrets_module.token_hex(4)[:7]}"
 
 
 def load_provider(inputs: Mapping[str, Any]) -> Any:

@@ -47,6 +47,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -59,6 +60,9 @@ from tests.support.program import (
     RANDOM_PASSWORD,
     READY_GATE,
     REMOTE_IMAGE,
+    SECRET,
+    SERVICE,
+    SERVICE_CONFIG,
     TLS_PRIVATE_KEY,
     TLS_SELF_SIGNED_CERT,
     VOLUME,
@@ -71,6 +75,8 @@ from tests.system.realizer import Realizer, load_provider
 
 Op = Literal["create", "update", "replace", "delete", "same"]
 
+# Swarm objects: where the realizer keeps their engine IDs.
+_SWARM_OBJECTS = {SERVICE: "services", SECRET: "secrets", SERVICE_CONFIG: "configs"}
 # What a dependent sees of a resource created or replaced in the same `up`
 # (the engine's plan has its outputs as unknowns).
 UNKNOWN = "<unknown until created>"
@@ -94,6 +100,23 @@ _CONTAINER_UPDATE_FIELDS = (
     "memorySwap",
 )
 _MIB = 1024 * 1024
+# docker_service's ForceNew attributes (resourceDockerService schema,
+# resource_docker_service.go, v3.9.0): the rest is one ServiceUpdate. `mode`
+# is ForceNew only when the block appears or goes; replicas change in place.
+_SERVICE_FORCE_NEW = (
+    "name",
+    "auth",
+    "taskSpec.containerSpec.labels",
+    "taskSpec.containerSpec.hosts",
+    "taskSpec.containerSpec.sysctl",
+    "taskSpec.networksAdvanceds[*].name",
+    "taskSpec.networksAdvanceds[*].aliases",
+    "taskSpec.networksAdvanceds[*].driverOpts",
+    "mode.global",
+)
+# docker_secret and docker_config have no Update: every argument is ForceNew
+# (resource_docker_secret.go, resource_docker_config.go).
+_SECRET_FORCE_NEW = {"name", "data", "labels"}
 # Outputs a provider generates anew for each incarnation. The other computed
 # outputs the mocks fake (an image's ID, a repo digest) derive from the
 # inputs, as the real ones derive from the content: pulling the same
@@ -199,6 +222,12 @@ class State:
                 identity = state.next_identity(name) if engine_id else None
             elif resource.type == VOLUME:
                 engine_id = realized.volumes.get(name)
+                identity = state.next_identity(name) if engine_id else None
+            elif resource.type == SERVICE:
+                # By its real ID, as a container: a gate takes it as an input.
+                identity = engine_id = realized.services.get(name)
+            elif resource.type in _SWARM_OBJECTS:
+                engine_id = getattr(realized, _SWARM_OBJECTS[resource.type]).get(name)
                 identity = state.next_identity(name) if engine_id else None
             else:
                 identity = state.next_identity(name)
@@ -412,6 +441,10 @@ def _force_new(resource_type: str, path: str) -> bool:
     if resource_type == IMAGE:
         # pulumi-docker v4.11 provider/provider.go Diff: every change is an update (a rebuild).
         return False
+    if resource_type == SERVICE:
+        return _under(path, _SERVICE_FORCE_NEW)
+    if resource_type in (SECRET, SERVICE_CONFIG):
+        return _parts(path)[0] in _SECRET_FORCE_NEW
     if resource_type == RANDOM_PASSWORD:
         # terraform-provider-random: every argument of random_password requires replacement.
         return True
@@ -559,7 +592,22 @@ def _run(realizer: Realizer, step: Step, graph: _Graph, state: State, deleted_ea
         )
     elif step.op == "update":
         assert old is not None
-        outputs = _update(realizer, old, resource, graph.resolve(resource.inputs, state.identities()), step.changed)
+        try:
+            outputs = _update(realizer, old, resource, graph.resolve(resource.inputs, state.identities()), step.changed)
+        except Exception:
+            if resource.type == SERVICE:
+                # resourceDockerServiceUpdate has no partial state: a failed
+                # converge (Swarm rolled back) still records the new spec, and
+                # the bridge saves it with initialization errors
+                # (pulumi-terraform-bridge pkg/tfbridge/provider.go, Update).
+                state.entries[step.name] = replace(
+                    old,
+                    resource=resource,
+                    inputs=graph.resolve(resource.inputs, state.identities()),
+                    outputs=graph.resolve(resource.outputs, state.identities()),
+                    dependencies=frozenset(graph.dependencies(step.name)),
+                )
+            raise
         state.entries[step.name] = replace(
             old,
             resource=resource,
@@ -585,6 +633,8 @@ def _create(realizer: Realizer, resource: Resource, graph: _Graph, state: State)
     engine_id: str | None = None
     if resource.type == CONTAINER:
         identity = engine_id = realizer.realized.containers[name]
+    elif resource.type == SERVICE:
+        identity = engine_id = realizer.realized.services[name]
     elif resource.type == READY_GATE:
         run = realizer.realized.gates[name]
         identity = engine_id = run.id
@@ -595,6 +645,8 @@ def _create(realizer: Realizer, resource: Resource, graph: _Graph, state: State)
             engine_id = realizer.realized.networks[name]
         elif resource.type == VOLUME:
             engine_id = realizer.realized.volumes[name]
+        elif resource.type in _SWARM_OBJECTS:
+            engine_id = getattr(realizer.realized, _SWARM_OBJECTS[resource.type])[name]
     state._record(resource, graph, identity, engine_id, outputs)
 
 
@@ -622,6 +674,14 @@ def _delete(realizer: Realizer, entry: Entry) -> None:
         api.remove_volume(entry.engine_id)
     elif resource.type == READY_GATE:
         load_provider(resource.inputs).delete(entry.engine_id or "", dict(entry.outputs))
+    elif resource.type == SERVICE and entry.engine_id:
+        realizer.remove_service_id(resource.name, entry.engine_id)
+    elif resource.type == SECRET and entry.engine_id:
+        with suppress(NotFound):
+            api.remove_secret(entry.engine_id)
+    elif resource.type == SERVICE_CONFIG and entry.engine_id:
+        with suppress(NotFound):
+            api.remove_config(entry.engine_id)
     # Images stay (keepLocally; built images are the test's cache); Pulumi-only
     # resources have nothing in the engine.
 
@@ -636,6 +696,9 @@ def _update(
     elif resource.type == IMAGE:
         # pulumi-docker's Image Update builds (and pushes) again.
         realizer.create(resource)
+    elif resource.type == SERVICE:
+        # resourceDockerServiceUpdate: the whole spec in one ServiceUpdate, then converge.
+        realizer.update_service(resource)
     elif _is_dynamic(resource.type):
         provider = load_provider(resource.inputs)
         result = provider.update(old.engine_id or "", dict(old.outputs), news)

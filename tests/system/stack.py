@@ -147,7 +147,9 @@ def realize_stack(
     try:
         realizer.realize()
         proxy = config["proxy"]
-        base_url = f"http://{proxy['bindAddress']}:{proxy['httpPort']}"
+        # A proxy bound to every interface (Swarm's host mode) is reached on loopback.
+        host = "127.0.0.1" if proxy["bindAddress"] == "0.0.0.0" else proxy["bindAddress"]
+        base_url = f"http://{host}:{proxy['httpPort']}"
         wait_for_proxy(base_url)
         TIMINGS[f"realize {stack_name.rsplit('-', 1)[0]}"] = time.monotonic() - started
         yield Stack(program=program, realizer=realizer, base_url=base_url)

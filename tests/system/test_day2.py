@@ -32,10 +32,8 @@ from __future__ import annotations
 
 import os
 import re
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +47,7 @@ from components.common import LABEL_ROLE, ROLE_JOB
 from microstack_common import contract
 from tests.support.program import NETWORK, READY_GATE, Program, Resource, run_program
 from tests.system.images import BuiltImages
-from tests.system.load import ITEMS, Load, register_and_login, steady_load
+from tests.system.load import ITEMS, register_and_login
 from tests.system.realizer import OWNER_LABEL, SESSION_LABEL, Realizer
 from tests.system.releases import (
     COLUMN,
@@ -60,16 +58,15 @@ from tests.system.releases import (
     fails_at_start,
     release_header,
 )
-from tests.system.rollout import Applied, State, Step, UpError, apply, changes, plan
+from tests.system.rollout import State, UpError, apply, changes, plan
 from tests.system.stack import (
-    TABLES,
-    Stack,
     free_port,
     free_subnet,
     realize_stack,
     stack_config,
     unique_stack_name,
 )
+from tests.system.updates import Day2, Up
 
 pytestmark = pytest.mark.slow
 
@@ -86,115 +83,15 @@ PROXY_OVERRIDES = {"healthCheck": {"intervalSeconds": 1, "fall": 2, "rise": 2}, 
 # program, so the test sets the gates' input through a stack transformation.
 API_READY_TIMEOUT_SECONDS = 40
 _API_GATE = re.compile(r"api-\d+-ready")
+
+
 # How long replicas may take to answer again once an `up` has returned.
-REJOIN_SECONDS = 60
-WARM_UP_SECONDS = 2
-SUMMARY = "day 2: updates under load"
-
-
 def _api_gate_timeout(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult | None:
     if args.type_ == READY_GATE and _API_GATE.fullmatch(args.name):
         return pulumi.ResourceTransformationResult(
             {**args.props, "timeoutSeconds": API_READY_TIMEOUT_SECONDS}, args.opts
         )
     return None
-
-
-@dataclass
-class Up:
-    """One `up` under load: what was planned, what ran, what the client saw."""
-
-    release: str
-    steps: list[Step]
-    done: list[Applied]
-    error: UpError | None
-    load: Load
-    started: float
-    ended: float
-    rejoined: float
-
-    def applied(self, op: str, name: str) -> Applied:
-        return next(a for a in self.done if (a.step.op, a.step.name) == (op, name))
-
-
-@dataclass
-class Day2:
-    """A realized stack and the state of its last `up`."""
-
-    kind: str
-    replicas: int
-    stack: Stack
-    tree: SourceTree
-    config: dict[str, Any]
-    stack_name: str
-    state: State
-    token: str
-    ups: dict[str, Up] = field(default_factory=dict)
-    item_with_column: int | None = None
-    """An item written with the new column by the release that added it."""
-
-    @property
-    def label(self) -> str:
-        return f"{self.kind} x{self.replicas}"
-
-    @property
-    def replica_names(self) -> list[str]:
-        return [f"api-{i}" for i in range(1, self.replicas + 1)]
-
-    def container_id(self, name: str) -> str:
-        return self.stack.realizer.realized.containers[name]
-
-    def up(self, scenario: str, release: Release, *, in_rotation: list[str] | None = None) -> Up:
-        """Deploy `release` under load: plan against the state, apply, wait for the replicas to answer again."""
-        self.tree.deploy(release)
-        program = run_program(self.config, stack=self.stack_name, transformations=[_api_gate_timeout])
-        steps = plan(self.state, program)
-        expected = [f"api-{i}" for i in range(1, self.replicas + 1)] if in_rotation is None else in_rotation
-        error: UpError | None = None
-        with steady_load(self.stack.base_url, token=self.token) as load:
-            time.sleep(WARM_UP_SECONDS)
-            started = time.monotonic()
-            try:
-                done = apply(self.stack.realizer, steps, program, self.state)
-            except UpError as failed:
-                error, done = failed, failed.done
-            ended = time.monotonic()
-            rejoined = _until_all_answer(load, expected, after=ended)
-        self.stack.program = program
-        result = Up(release.name, steps, done, error, load, started, ended, rejoined)
-        self.ups[scenario] = result
-        _report(self, scenario, result, expected)
-        return result
-
-
-def _until_all_answer(load: Load, instances: list[str], *, after: float) -> float:
-    """When every replica in `instances` has answered since `after` (they are all back in rotation)."""
-    deadline = time.monotonic() + REJOIN_SECONDS
-    while time.monotonic() < deadline:
-        answered = {a.instance: a.at for a in load.answers if a.at >= after}
-        if set(instances) <= answered.keys():
-            return max(answered[i] for i in instances)
-        time.sleep(0.2)
-    answered_any = {a.instance for a in load.answers if a.at >= after}
-    raise AssertionError(f"within {REJOIN_SECONDS}s of the up, only {sorted(answered_any)} of {instances} answered")
-
-
-def _report(day2: Day2, scenario: str, up: Up, in_rotation: list[str]) -> None:
-    worst, longest = up.load.longest_silence(in_rotation, up.started, up.rejoined)
-    row = {
-        "stack": day2.label,
-        "up": scenario,
-        "release": up.release,
-        "steps planned": str(len(changes(up.steps))),
-        "steps done": str(len(changes(a.step for a in up.done))),
-        "result": f"failed at {up.error.step.name}" if up.error else "ok",
-        "rollout s": f"{up.ended - up.started:.1f}",
-        "requests": str(up.load.requests),
-        "failed": str(len(up.load.failures)),
-        "longest out of rotation s": f"{longest:.1f} ({worst})",
-    }
-    TABLES.setdefault(SUMMARY, []).append(row)
-    print(" | ".join(f"{k}: {v}" for k, v in row.items()))
 
 
 @pytest.fixture(
@@ -234,6 +131,7 @@ def day2(
             with httpx.Client(base_url=stack.base_url, timeout=10) as client:
                 _, token = register_and_login(client)
             yield Day2(
+                transformations=(_api_gate_timeout,),
                 kind=kind,
                 replicas=replicas,
                 stack=stack,

@@ -26,7 +26,6 @@ import pytest
 from tests.support.program import NETWORK, SECRET, SERVICE, SERVICE_CONFIG, Program, Resource, mock_id
 from tests.system.images import BuiltImages
 from tests.system.realizer import SESSION_LABEL, RealizeError, Realizer, UnhandledField
-from tests.system.swarm import ForeignSwarm, swarm
 
 TOKEN = "swarm-secret-0123456789"
 PAGE = "served from a swarm config\n"
@@ -153,15 +152,6 @@ def _realizer(client: docker.DockerClient, resources: list[Resource], session: s
         project_root=Path("."),
         build_image=_no_build,
     )
-
-
-@pytest.fixture(scope="module")
-def swarm_node(docker_client: docker.DockerClient) -> Iterator[str]:
-    try:
-        with swarm(docker_client) as node_id:
-            yield node_id
-    except ForeignSwarm as error:
-        pytest.skip(str(error))
 
 
 @pytest.fixture(scope="module")
