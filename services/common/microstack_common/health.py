@@ -28,6 +28,13 @@ from redis.exceptions import RedisError
 from microstack_common.lifecycle import Lifecycle
 
 CHECK_TIMEOUT_SECONDS = 1.0
+# The cache's probe answers well within the proxy's own check timeout
+# (HAProxy's `timeout check`: a quarter of its interval, 250 ms at the
+# shortest interval the stack config allows). Otherwise a Redis that hangs,
+# or whose name does not resolve while its container is replaced (Docker's DNS
+# then asks the host's resolvers), would make every replica's check time out
+# at once, and the proxy would take them all out over a cache it does not need.
+CACHE_CHECK_TIMEOUT_SECONDS = 0.15
 # Below these free fractions the instance is degraded, not failing: it can
 # still serve, but an operator should look before it gets worse.
 MIN_FREE_MEMORY_FRACTION = 0.05
@@ -46,10 +53,10 @@ _PROBE_ERRORS = (
 )
 
 
-async def _timed(probe: Callable[[], Awaitable[None]]) -> Check:
+async def _timed(probe: Callable[[], Awaitable[None]], timeout: float = CHECK_TIMEOUT_SECONDS) -> Check:
     started = time.perf_counter()
     try:
-        await asyncio.wait_for(probe(), CHECK_TIMEOUT_SECONDS)
+        await asyncio.wait_for(probe(), timeout)
     except _PROBE_ERRORS as error:
         return {
             "healthy": False,
@@ -71,7 +78,7 @@ async def check_redis(redis: Redis) -> Check:
     async def probe() -> None:
         await redis.ping()
 
-    return await _timed(probe)
+    return await _timed(probe, CACHE_CHECK_TIMEOUT_SECONDS)
 
 
 def _stat_value(path: Path, key: str) -> int:
