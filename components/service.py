@@ -96,22 +96,28 @@ class ServiceArgs:
 
 
 class ReplicatedService(pulumi.ComponentResource):
-    """Builds the service image and runs `replicas` containers on the frontend and backend networks.
+    """Builds the service image and runs `replicas` replicas on the frontend and backend networks.
 
-    Rolling updates: a new image (its tag is a digest of the source) or new
-    settings replace the replicas one at a time. Each replica depends on the
-    gate of the one before it (components/gate.py), so the engine replaces
-    replica i+1 only after replica i is healthy and back in the proxy's
-    rotation; a replica that never gets healthy fails the `up` at its gate, on
-    this and every later `up`, and the replicas after it keep the old release. Each replica keeps a fixed
-    name and frontend address, so a proxy that resolved it at start (nginx
-    resolves upstreams once) finds the replacement at the same address; that
-    is also why a replica is deleted before its replacement is created
-    (`delete_before_replace`): two containers cannot hold one address. While
-    one replica is down the proxy routes around it (see the proxy component).
-    Limits: a change that replaces all replicas takes replicas × (stop + start
-    + health) seconds; with one replica there is a gap the proxy bridges only
-    with its stale cache and fallback answer.
+    The image tag is a digest of the service's own sources, so a code change
+    is a new image and a rolling update; how the update rolls is the
+    platform's (components/platform/):
+
+    - containers: the replicas are replaced one at a time. Each replica
+      depends on the gate of the one before it (components/gate.py), so
+      replica i+1 is replaced only after replica i is healthy and back in the
+      proxy's rotation; a replica that never gets healthy fails the `up` at its
+      gate, on this and every later `up`, and the replicas after it keep the
+      old release. Each replica keeps a fixed name and frontend address, so a
+      proxy that resolved it at start (nginx) finds the replacement at the same
+      address; that is also why a replica is deleted before its replacement is
+      created: two containers cannot hold one address.
+    - swarm: one service; Swarm starts a new task, waits until it is healthy
+      and `rejoin_seconds` more, then stops an old one, and rolls the release
+      back when its tasks fail; the proxy finds the tasks through DNS.
+
+    While a replica is replaced the proxy routes around it. Limits: with one
+    replica there is a gap the proxy bridges only with its stale cache and
+    fallback answer.
     """
 
     deployment: Deployment

@@ -17,7 +17,7 @@ import pytest
 
 from components import provider_values
 from components.common import HEALTH_INTERVAL_SECONDS, HEALTH_RETRIES
-from components.config import parse_config
+from components.config import HealthCheckConfig, parse_config
 from components.platform.swarm import FILE_MODE, health_window_seconds
 from microstack_common import contract
 from tests.support.program import (
@@ -375,3 +375,12 @@ def test_a_service_gate_waits_again_exactly_when_its_service_changes(swarm: Prog
     assert before["api-ready"] != scaled.pop("api-ready")
     before.pop("api-ready")
     assert before == scaled
+
+
+def test_the_cache_probe_answers_within_the_proxys_shortest_check_timeout() -> None:
+    """A hung Redis must not make HAProxy's check time out (services/common/microstack_common/health.py)."""
+    from components.proxy.model import HealthCheck
+    from microstack_common.health import CACHE_CHECK_TIMEOUT_SECONDS
+
+    minimum = next(m.ge for m in HealthCheckConfig.model_fields["interval_seconds"].metadata if hasattr(m, "ge"))
+    assert HealthCheck(interval_seconds=minimum).timeout > CACHE_CHECK_TIMEOUT_SECONDS
