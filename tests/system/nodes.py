@@ -394,7 +394,8 @@ def wait_for_state(
 
 def copy_image(source: docker.DockerClient, target: docker.DockerClient, tag: str) -> None:
     """Copy image `tag` from one engine to another without a registry: `docker save` streamed into `docker load`."""
-    target.images.load(source.images.get(tag).save(named=True))
+    # Named by `tag` itself: an image built from the same inputs under another name has several tags.
+    target.images.load(source.images.get(tag).save(named=tag))
     if not image_exists(target, tag):
         raise RuntimeError(f"loading {tag} into the target engine did not produce that tag")
 

@@ -23,7 +23,7 @@ from components.common import LABEL_ROLE
 from microstack_common import contract
 from tests.support.program import ROOT, Program, Resource, run_program
 from tests.system.images import BuiltImages, build_context_image
-from tests.system.realizer import Realizer
+from tests.system.realizer import ImageBuilder, Realizer
 
 # Phase name -> seconds, printed in the terminal summary (conftest.py).
 TIMINGS: dict[str, float] = {}
@@ -121,15 +121,24 @@ def realize_stack(
     project_root: Path = ROOT,
     image_prefix: str = "",
     transformations: Sequence[pulumi.ResourceTransformation] = (),
+    build_image: ImageBuilder | None = None,
+    provider_config: Mapping[str, Any] | None = None,
+    proxy_host: str | None = None,
 ) -> Iterator[Stack]:
     """Run the program under mocks with `config`, realize it, yield it, remove it.
 
     `project_root` is where the service images are built from (a test's copy
     of services/ with a release of its own); their local tags start with
     `image_prefix`, so that such builds do not untag the repository's.
+    `build_image` replaces that build (for an engine that cannot build, such
+    as a node without a route to the mirrors); `provider_config` sets
+    `docker:*` keys (the readiness gates connect to `docker:host`);
+    `proxy_host` is where the proxy's published port is reached.
     """
     started = time.monotonic()
-    program = run_program(dict(config), stack=stack_name, transformations=transformations)
+    program = run_program(
+        dict(config), stack=stack_name, transformations=transformations, provider_config=provider_config
+    )
 
     def build(resource: Resource, context: Path, dockerfile: str, args: Mapping[str, str]) -> str:
         return build_context_image(
@@ -141,14 +150,14 @@ def realize_stack(
         program,
         session=stack_name,
         project_root=project_root,
-        build_image=build,
+        build_image=build_image or build,
         skip=skip,
     )
     try:
         realizer.realize()
         proxy = config["proxy"]
         # A proxy bound to every interface (Swarm's host mode) is reached on loopback.
-        host = "127.0.0.1" if proxy["bindAddress"] == "0.0.0.0" else proxy["bindAddress"]
+        host = proxy_host or ("127.0.0.1" if proxy["bindAddress"] == "0.0.0.0" else proxy["bindAddress"])
         base_url = f"http://{host}:{proxy['httpPort']}"
         wait_for_proxy(base_url)
         TIMINGS[f"realize {stack_name.rsplit('-', 1)[0]}"] = time.monotonic() - started
