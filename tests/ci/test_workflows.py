@@ -20,7 +20,7 @@ from tests.support.binaries import find_binary
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
 PREPARE_ACTION = ROOT / ".github" / "actions" / "pulumi-prepare" / "action.yml"
-STACKS = ["dev", "staging", "prod"]
+STACKS = ["dev", "staging", "prod", "swarm"]
 PULUMI_ACTION = "pulumi/actions@"
 # A release tag with all three parts, or a commit SHA: never a branch or a moving major tag.
 PINNED_REF = re.compile(r"@(v\d+\.\d+\.\d+|[0-9a-f]{40})$")
@@ -160,10 +160,11 @@ def test_state_backend_and_passphrase_come_from_secrets(workflow: str) -> None:
     assert env["PULUMI_CONFIG_PASSPHRASE"] == "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}"
 
 
-def test_main_deploys_dev_then_staging_then_prod(deploy: dict[Any, Any]) -> None:
+def test_main_deploys_dev_then_staging_then_prod_and_swarm(deploy: dict[Any, Any]) -> None:
     assert _triggers(deploy)["push"]["branches"] == ["main"]
     jobs = deploy["jobs"]
-    assert [jobs["dev"]["needs"], jobs["staging"]["needs"], jobs["prod"]["needs"]] == ["tests", "dev", "staging"]
+    needs = [jobs[stack]["needs"] for stack in ("dev", "staging", "prod", "swarm")]
+    assert needs == ["tests", "dev", "staging", "staging"]
     assert deploy["concurrency"]["cancel-in-progress"] is False
 
 
