@@ -60,6 +60,10 @@ REPLACE_ON_CHANGES = ["healthcheck"]
 
 LABEL_STACK = "microstack.stack"
 LABEL_ROLE = "microstack.role"
+# On a Swarm service that publishes from an internal network (Swarm cannot bind
+# 127.0.0.1): why, and how to firewall it. The policy pack, which cannot import
+# this, uses the same name.
+LABEL_EXPOSURE = "microstack.exposure"
 # The role of a one-shot container (runs once, no health check, no restart);
 # the policy pack (its own virtualenv, so it cannot import this) uses the same value.
 ROLE_JOB = "job"

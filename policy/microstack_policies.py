@@ -58,6 +58,11 @@ RANDOM_PASSWORD: Final = "random:index/randomPassword:RandomPassword"
 # so with this label; it runs once and exits, so it needs neither a restart
 # policy nor a healthcheck. Every other rule still applies to it.
 ROLE_LABEL: Final = "microstack.role"
+# A Swarm service on an internal network that publishes a port says why with
+# this label, and how to limit who reaches it (Swarm binds every interface of
+# the node, moby/moby#26696): backend-isolation then leaves it to the advisory
+# published-on-every-interface, which reports it on every preview.
+EXPOSURE_LABEL: Final = "microstack.exposure"
 JOB_ROLE: Final = "job"
 
 RESTART_POLICIES: Final = frozenset({"always", "unless-stopped", "on-failure"})
@@ -348,6 +353,17 @@ def _published_ports(resource: PolicyResource) -> Iterator[tuple[Any, str]]:
                 yield lookup(port, "targetPort"), "every interface of the node"
 
 
+def _exposure(resource: PolicyResource) -> str | None:
+    """The reason a Swarm service gives for publishing from an internal network, if any."""
+    if resource.resource_type != SERVICE:
+        return None
+    for label in known_items(lookup(resource.props, "labels")):
+        if isinstance(label, Mapping) and lookup(label, "label") == EXPOSURE_LABEL:
+            value = lookup(label, "value")
+            return value if isinstance(value, str) and value.strip() else None
+    return None
+
+
 def _validate_backend_isolation(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     """A stack rule: a container cannot tell on its own whether a network it joins is internal."""
     internal_networks = _network_refs(args.resources, internal_only=True)
@@ -355,7 +371,7 @@ def _validate_backend_isolation(args: StackValidationArgs, report_violation: Rep
         if resource.resource_type not in (CONTAINER, SERVICE):
             continue
         internal = sorted(_attached_networks(resource) & internal_networks)
-        if not internal:
+        if not internal or _exposure(resource):
             continue
         kind = _kind(resource.resource_type)
         for port, address in _published_ports(resource):
@@ -364,6 +380,22 @@ def _validate_backend_isolation(args: StackValidationArgs, report_violation: Rep
                 f"port {port} on {address}; an internal-network {kind} must not be reachable from "
                 "outside the host (publish on 127.0.0.1 or not at all; a Swarm service cannot bind "
                 "127.0.0.1, so it publishes nothing)",
+                resource.urn,
+            )
+
+
+def _validate_exposure(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    """Advisory: every Swarm service that publishes from an internal network, with the reason it gives."""
+    internal_networks = _network_refs(args.resources, internal_only=True)
+    for resource in args.resources:
+        reason = _exposure(resource)
+        if reason is None or not (_attached_networks(resource) & internal_networks):
+            continue
+        ports = sorted(str(port) for port, _address in _published_ports(resource))
+        if ports:
+            report_violation(
+                f"service {resource.name!r} publishes port(s) {', '.join(ports)} on every interface of its node "
+                f"from an internal network: {reason}",
                 resource.urn,
             )
 
@@ -576,6 +608,12 @@ POLICIES: Final = [
         description="Containers and services on an internal network publish no host ports beyond loopback.",
         validate=_validate_backend_isolation,
         enforcement_level=EnforcementLevel.MANDATORY,
+    ),
+    StackValidationPolicy(
+        name="published-on-every-interface",
+        description=f"A Swarm service on an internal network publishing with a `{EXPOSURE_LABEL}` reason (advisory).",
+        validate=_validate_exposure,
+        enforcement_level=EnforcementLevel.ADVISORY,
     ),
     StackValidationPolicy(
         name="no-secrets-in-env",

@@ -262,6 +262,10 @@ class Elk(pulumi.ComponentResource):
                 # internal logging network has no gateway to map it through.
                 networks=(Attach(self.edge_network), self._logging_network(contract.Alias.LOGSTASH)),
                 ports=(Publish(contract.GELF_PORT, cfg.gelf_port, "127.0.0.1", "udp"),),
+                exposure=(
+                    "GELF from each node's own Docker daemon on 127.0.0.1; drop other sources in DOCKER-USER "
+                    "(docs/swarm.md, Preparing a swarm)"
+                ),
             ),
             depends_on=[self.setup.ready],
         )
@@ -284,6 +288,10 @@ class Elk(pulumi.ComponentResource):
                 secrets=(SecretFile("kibana-yml", KIBANA_CONFIG_FILE, kibana_yml),),
                 networks=(Attach(self.edge_network), self._logging_network(contract.Alias.KIBANA)),
                 ports=(Publish(contract.KIBANA_PORT, cfg.kibana_port, "127.0.0.1", "tcp"),),
+                exposure=(
+                    "Kibana, behind its login; allow only the admin network in DOCKER-USER "
+                    "(docs/swarm.md, Preparing a swarm)"
+                ),
             ),
             depends_on=[self.setup.ready],
         )

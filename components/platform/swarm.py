@@ -25,7 +25,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components import provider_values
-from components.common import HEALTH_INTERVAL_SECONDS, HEALTH_RETRIES, HEALTH_TIMEOUT_SECONDS
+from components.common import HEALTH_INTERVAL_SECONDS, HEALTH_RETRIES, HEALTH_TIMEOUT_SECONDS, LABEL_EXPOSURE
 from components.config import SwarmConfig
 from components.gate import DockerConnection, ReadyGate
 from components.platform.base import Deployment, NetworkSpec
@@ -141,10 +141,20 @@ class SwarmPlatform:
             # per change of its inputs and a failure fails the `up`.
             return self._containers.run(parent, workload, depends_on=depends_on, container_resource=container_resource)
         per_node = workload.kind is Kind.PER_NODE
+        labels = dict(workload.labels)
+        if workload.ports and any(p.host_ip != "0.0.0.0" for p in workload.ports):
+            # Meant for one address (loopback), but a Swarm port binds every
+            # interface of its node (moby #26696): say why and how to limit it.
+            if not workload.exposure:
+                raise ValueError(
+                    f"{workload.name}: publishes on {sorted({p.host_ip for p in workload.ports})} only, which a "
+                    "Swarm service cannot; give the workload an `exposure` saying why and how to firewall it"
+                )
+            labels[LABEL_EXPOSURE] = workload.exposure
         service = docker.Service(
             f"{workload.name}-service",
             name=workload.docker_name,
-            labels=[docker.ServiceLabelArgs(label=k, value=v) for k, v in sorted(workload.labels.items())],
+            labels=[docker.ServiceLabelArgs(label=k, value=v) for k, v in sorted(labels.items())],
             mode=docker.ServiceModeArgs(global_=True)
             if per_node
             else docker.ServiceModeArgs(replicated=docker.ServiceModeReplicatedArgs(replicas=workload.replicas)),

@@ -148,6 +148,9 @@ class Workload:
     configs: tuple[ConfigFile, ...] = ()
     mounts: tuple[Mount, ...] = ()
     ports: tuple[Publish, ...] = ()
+    exposure: str | None = None
+    """Why the ports may be published on every interface where a platform cannot bind one address
+    (Swarm), and how to limit who reaches them; the policy pack reports it as advisory."""
     sysctls: Mapping[str, str] = field(default_factory=dict)
     shm_size_mb: int | None = None
     replicas: int = 1

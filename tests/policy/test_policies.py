@@ -33,6 +33,7 @@ ALL_POLICIES = {
     "container-restart-policy",
     "image-pinned",
     "backend-isolation",
+    "published-on-every-interface",
     "no-secrets-in-env",
     "swarm-secrets",
     "service-networks-by-id",
@@ -276,6 +277,34 @@ def test_internal_network_service_publishing_a_port_is_a_violation(check_policie
     assert "every interface" in findings[0].message
 
 
+EXPOSURE = {"label": "microstack.exposure", "value": "GELF from each node's own daemon; firewall it in DOCKER-USER"}
+
+
+def test_a_service_saying_why_it_publishes_is_reported_as_advisory_not_blocked(serve_pack: Serve) -> None:
+    logstash = service("logstash", networks=(network_id("logging"),), ports=[GELF_PORT], labels=[EXPOSURE])
+    report = serve_pack([network("logging", internal=True), logstash])
+    assert report.violations == []
+    assert policies_of(report.advisories) == [("published-on-every-interface", "logstash")]
+    assert "DOCKER-USER" in report.advisories[0].message and "12201" in report.advisories[0].message
+
+
+def test_an_empty_exposure_reason_does_not_exempt(check_policies: Check) -> None:
+    logstash = service(
+        "logstash", networks=(network_id("logging"),), ports=[GELF_PORT], labels=[{**EXPOSURE, "value": " "}]
+    )
+    findings = check_policies([network("logging", internal=True), logstash])
+    assert policies_of(findings) == [("backend-isolation", "logstash")]
+
+
+def test_an_exposure_label_exempts_no_container(check_policies: Check) -> None:
+    # Containers can bind 127.0.0.1, so they have no reason to publish beyond it.
+    logstash = container(
+        "logstash", networks=("logging",), ports=[{"internal": 12201, "external": 12201}], labels=[EXPOSURE]
+    )
+    findings = check_policies([network("logging", internal=True), logstash])
+    assert policies_of(findings) == [("backend-isolation", "logstash")]
+
+
 def test_internal_network_service_without_ports_complies(check_policies: Check) -> None:
     postgres = service("postgres", networks=(network_id("backend"),))
     assert check_policies([network("backend", internal=True), postgres]) == []
@@ -421,7 +450,11 @@ def test_tests_use_the_virtualenv_the_cli_uses() -> None:
 def test_served_pack_offers_every_policy_as_mandatory(serve_pack: Serve) -> None:
     report = serve_pack([])
     assert report.pack == "microstack"
-    assert report.policies == dict.fromkeys(ALL_POLICIES, "MANDATORY")
+    assert report.policies == {
+        **dict.fromkeys(ALL_POLICIES, "MANDATORY"),
+        # Reported on every preview, never blocking: the stack says why it publishes.
+        "published-on-every-interface": "ADVISORY",
+    }
 
 
 def test_served_pack_blocks_a_container_without_memory_limit(serve_pack: Serve) -> None:

@@ -84,17 +84,18 @@ def swarm_resources() -> list[PolicyInput]:
 
 
 def findings_beyond_known(findings: list[Finding], stack: str) -> list[tuple[str, str]]:
-    return [(f.policy, f.resource) for f in findings if (f.policy, f.resource) not in KNOWN_FINDINGS.get(stack, [])]
+    return [(f.policy, f.resource) for f in findings if (f.policy, f.resource) not in ADVISORIES.get(stack, [])]
 
 
-# A gap in the program that the pack rightly reports: Swarm cannot bind a
-# published port to one address (moby/moby#26696), so on the swarm platform
+# Advisories the pack reports on a stack that passes: on the swarm platform
 # Logstash's GELF port and Kibana, both on the internal logging network, are
-# published on every interface of their nodes where the containers platform
-# binds 127.0.0.1. Listed so that any other finding still fails the test, and
-# so that the test fails, and the entry goes, once the program is fixed.
-KNOWN_FINDINGS = {
-    "swarm": [("backend-isolation", "logging-kibana-service"), ("backend-isolation", "logging-logstash-service")],
+# published on every interface of their nodes (Swarm cannot bind 127.0.0.1,
+# moby/moby#26696) and say why and how to firewall them (docs/swarm.md).
+ADVISORIES = {
+    "swarm": [
+        ("published-on-every-interface", "logging-kibana-service"),
+        ("published-on-every-interface", "logging-logstash-service"),
+    ],
 }
 # What each platform declares its workloads as.
 WORKLOAD_TYPE = {"swarm": SERVICE}
@@ -106,7 +107,7 @@ def test_stack_passes_every_policy(check_policies: Check, stack: str) -> None:
     workload_type = WORKLOAD_TYPE.get(stack, CONTAINER)
     assert any(r["type"] == workload_type for r in resources), f"the program declared no {workload_type}"
     findings = check_policies(resources)
-    assert sorted((f.policy, f.resource) for f in findings) == KNOWN_FINDINGS.get(stack, [])
+    assert sorted((f.policy, f.resource) for f in findings) == ADVISORIES.get(stack, [])
 
 
 def test_container_without_memory_limit_is_caught(check_policies: Check, dev_resources: list[PolicyInput]) -> None:
