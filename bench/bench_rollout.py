@@ -1,15 +1,21 @@
-"""Rolling-update benchmark in the real Docker engine: ours, for each proxy and replica count, against the seed's.
+"""Rolling-update benchmark in the real Docker engine: ours, per platform, proxy and replica count, against the seed's.
 
 Each row realizes a stack (the system test's stand-in images, logging off,
-the proxy on a free loopback port, the stack's default health-check and
-drain settings), puts a steady load on the proxy's published port, and rolls
-the API out to a new release (a code change: every answer carries an
+the proxy on a free port, the stack's default health-check and drain
+settings), puts a steady load on the proxy's published port on loopback, and
+rolls the API out to a new release (a code change: every answer carries an
 `X-Release` header):
 
-- **ours**: the change planned and applied the way `pulumi up` does it
-  (tests/system/rollout.py): each replica deleted before its replacement,
-  replaced only after the previous replica's readiness gate (healthy, then
-  back in the proxy's rotation);
+- **ours** (platform containers): the change planned and applied the way
+  `pulumi up` does it (tests/system/rollout.py): each replica deleted before
+  its replacement, replaced only after the previous replica's readiness gate
+  (healthy, then back in the proxy's rotation);
+- **swarm** (platform swarm, the engine a single-node swarm for the row,
+  tests/system/swarm.py; it leaves the swarm afterwards, also on failure or
+  Ctrl-C): the same `up`, in which the API service's update hands the tasks
+  to Swarm (start-first, one at a time, the declared delay between them) and
+  the service's gate waits until Swarm calls the update complete, after its
+  monitor window;
 - **seed**: the seed tutorial's documented rolling update, behind its own
   nginx.conf (`least_conn`, `max_fails=3 fail_timeout=30s`, `proxy_next_upstream
   error timeout invalid_header http_500 http_502 http_503`): recreate
@@ -18,14 +24,17 @@ the API out to a new release (a code change: every answer carries an
   api-service-2. Same engine, same images, same load.
 
 Printed per row: requests, failed requests, p99 latency, the rollout's
-duration (from the first step to the last), and the longest time a replica
+duration (from the first step to the last: for Swarm, until the `up`
+returns), when the last replica of the new release first answered (from the
+same start; for Swarm, the last new task), and the longest time a replica
 answered nothing while the rollout ran (how long it was out of rotation, as
 the clients saw it; with the seed's sleeps this includes the time nginx still
-marks a replaced replica failed).
+marks a replaced replica failed). A Swarm task answers as `api-<slot>`, so
+there "replica" means a slot, whose old task serves until its new one runs.
 
 Run from the repository root as root (it may start dockerd and builds images
-like the system test): `venv/bin/python -m bench.bench_rollout` (about 15
-minutes on two cores); `--rows nginx-2,seed-2` picks rows.
+like the system test): `venv/bin/python -m bench.bench_rollout` (about 30
+minutes on two cores); `--rows nginx-2,seed-2,swarm-haproxy-2` picks rows.
 """
 
 from __future__ import annotations
@@ -58,6 +67,7 @@ from tests.system.realizer import remove_abandoned
 from tests.system.releases import FIRST_RELEASE, RELEASE_HEADER, Release, SourceTree, release_header
 from tests.system.rollout import State, apply, plan
 from tests.system.stack import Stack, free_port, free_subnet, realize_stack, stack_config, unique_stack_name
+from tests.system.swarm import ForeignSwarm, swarm, swarm_config
 
 INSTANCE = f"{contract.API_PREFIX}/instance"
 CLIENTS = 4
@@ -70,7 +80,18 @@ NEW_RELEASE = Release("v2", (release_header("v2"),))
 RATE_LIMIT = {"requestsPerSecond": 5000, "burst": 5000}
 SEED_RECREATE_GRACE_SECONDS = 10
 SEED_SLEEP_SECONDS = 10
-ROWS = ("nginx-2", "nginx-4", "haproxy-2", "haproxy-4", "seed-2")
+ROWS = (
+    "nginx-2",
+    "nginx-4",
+    "haproxy-2",
+    "haproxy-4",
+    "seed-2",
+    "swarm-nginx-2",
+    "swarm-haproxy-2",
+    "swarm-nginx-4",
+    "swarm-haproxy-4",
+)
+SWARM = "swarm-"
 
 # The seed's nginx.conf, for the proxy container (paths the nginx stand-in has).
 SEED_NGINX = """\
@@ -173,6 +194,7 @@ class Row:
     failed: int
     p99_ms: float
     rollout_seconds: float
+    new_release_seconds: float
     out_of_rotation_seconds: float
     failure_kinds: tuple[tuple[str, int], ...] = ()
 
@@ -197,32 +219,39 @@ def _row(name: str, load: Load, instances: list[str], started: float, ended: flo
         failed=len(failures),
         p99_ms=p99,
         rollout_seconds=ended - started,
+        new_release_seconds=_last_new_answer(answers, instances) - started,
         out_of_rotation_seconds=load.longest_silence(instances, started, settled),
         failure_kinds=tuple(Counter(reason.split(" ", 1)[0] for _, reason in failures).most_common(3)),
     )
 
 
+def _last_new_answer(answers: list[Answer], instances: list[str]) -> float:
+    """When the last of `instances` first answered with the new release (NaN if one never did)."""
+    first: dict[str, float] = {}
+    for answer in answers:
+        if answer.release == NEW_RELEASE.name and answer.instance in instances:
+            first[answer.instance] = min(answer.at, first.get(answer.instance, answer.at))
+    return max(first.values()) if first.keys() == set(instances) else float("nan")
+
+
 def _stack(
-    client: docker.DockerClient, images: BuiltImages, kind: str, replicas: int, root: Path
+    client: docker.DockerClient, images: BuiltImages, kind: str, replicas: int, root: Path, *, on_swarm: bool = False
 ) -> tuple[Iterator[Stack], dict[str, object], str]:
-    config = stack_config(
-        images,
-        kind,
-        free_port(),
-        free_subnet(client),
-        api={"replicas": replicas},
-        proxy={"rateLimit": RATE_LIMIT},
-    )
-    name = unique_stack_name(f"bench-{kind}-{replicas}")
+    overrides = {"api": {"replicas": replicas}, "proxy": {"rateLimit": RATE_LIMIT}}
+    if on_swarm:
+        config = swarm_config(images, kind, free_port(), **overrides)
+    else:
+        config = stack_config(images, kind, free_port(), free_subnet(client), **overrides)
+    name = unique_stack_name(f"bench-{SWARM if on_swarm else ''}{kind}-{replicas}")
     return realize_stack(client, config, stack_name=name, project_root=root, image_prefix="bench-"), config, name
 
 
-def ours(client: docker.DockerClient, images: BuiltImages, kind: str, replicas: int) -> Row:
+def ours(client: docker.DockerClient, images: BuiltImages, kind: str, replicas: int, *, on_swarm: bool = False) -> Row:
     with tempfile.TemporaryDirectory(prefix="bench-rollout-") as directory, pytest.MonkeyPatch.context() as patch:
         root = Path(directory)
         tree = SourceTree(root)
         patch.setattr(components.service, "_PROJECT_DIR", root)
-        stacks, config, name = _stack(client, images, kind, replicas, root)
+        stacks, config, name = _stack(client, images, kind, replicas, root, on_swarm=on_swarm)
         for stack in stacks:
             state = State.from_realized(stack.realizer)
             tree.deploy(NEW_RELEASE)
@@ -235,7 +264,8 @@ def ours(client: docker.DockerClient, images: BuiltImages, kind: str, replicas: 
                 apply(stack.realizer, steps, program, state)
                 ended = time.monotonic()
                 settled = _until_all_answer(load, instances, ended)
-            return _row(f"{kind} (ours), {replicas} replicas", load, instances, started, ended, settled)
+            label = f"swarm {kind}" if on_swarm else f"{kind} (ours)"
+            return _row(f"{label}, {replicas} replicas", load, instances, started, ended, settled)
     raise AssertionError("the stack was not realized")
 
 
@@ -315,23 +345,42 @@ def _recreate(client: docker.DockerClient, stack: Stack, program: Program, insta
     realizer.realized.containers[instance] = realizer.run_container(instance)
 
 
+def run_row(client: docker.DockerClient, images: BuiltImages, wanted: str) -> Row:
+    """One row of ROWS; a Swarm row makes the engine a swarm for its duration and always leaves it."""
+    kind, replicas = wanted.rsplit("-", 1)
+    if kind == "seed":
+        return seed(client, images, int(replicas))
+    if kind.startswith(SWARM):
+        with swarm(client):
+            return ours(client, images, kind.removeprefix(SWARM), int(replicas), on_swarm=True)
+    return ours(client, images, kind, int(replicas))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, from {', '.join(ROWS)}")
     rows_wanted = parser.parse_args().rows.split(",")
+    unknown = [wanted for wanted in rows_wanted if wanted not in ROWS]
+    if unknown:
+        parser.error(f"--rows: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(ROWS)}")
     rows: list[Row] = []
     with docker_engine(require_binary("dockerd")) as client:
         remove_abandoned(client)
         images = build_test_images(require_binary("debootstrap"))
         for wanted in rows_wanted:
-            kind, replicas = wanted.rsplit("-", 1)
-            row = seed(client, images, int(replicas)) if kind == "seed" else ours(client, images, kind, int(replicas))
+            try:
+                row = run_row(client, images, wanted)
+            except ForeignSwarm as error:
+                raise SystemExit(f"bench_rollout: row {wanted}: {error}") from None
             rows.append(row)
             print(_format(row), flush=True)
             if row.failure_kinds:
                 print("  failed requests by status or error:", dict(row.failure_kinds), flush=True)
     print()
-    print(f"{'rollout':32} {'requests':>8} {'failed':>6} {'p99 ms':>7} {'rollout s':>9} {'out of rotation s':>17}")
+    print(
+        f"{'rollout':32} {'requests':>8} {'failed':>6} {'p99 ms':>7} {'rollout s':>9} "
+        f"{'last new answers s':>18} {'out of rotation s':>17}"
+    )
     for row in rows:
         print(_format(row))
 
@@ -339,7 +388,7 @@ def main() -> None:
 def _format(row: Row) -> str:
     return (
         f"{row.name:32} {row.requests:8d} {row.failed:6d} {row.p99_ms:7.1f} "
-        f"{row.rollout_seconds:9.1f} {row.out_of_rotation_seconds:17.1f}"
+        f"{row.rollout_seconds:9.1f} {row.new_release_seconds:18.1f} {row.out_of_rotation_seconds:17.1f}"
     )
 
 

@@ -9,6 +9,8 @@ that, so that a test can end its stack and keep the swarm.
 
 This machine has no IPVS: VIP load balancing and the ingress routing mesh do
 not work, so services here use endpoint mode `dnsrr` and host-mode ports.
+`swarm_config` is the stack's config for such a swarm, shared by the Swarm
+system tests and the rollout benchmark.
 
 An engine that is already in a swarm is used only when an earlier, finished
 test session created that swarm (the swarm spec carries the session labels):
@@ -21,10 +23,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from typing import Any
 
 import docker
 from docker.errors import APIError, NotFound
 
+from tests.system.images import BuiltImages
 from tests.system.realizer import OWNER_LABEL, SESSION_LABEL, alive, remove_abandoned
 
 ADVERTISE_ADDR = "127.0.0.1"
@@ -35,6 +39,33 @@ NODE_LABELS = {"microstack.data": "true", "microstack.edge": "true"}
 _SWARM_SESSION = "swarm"
 # The bridge Swarm creates for host-mode ports and outbound traffic of overlay tasks.
 _GWBRIDGE = "docker_gwbridge"
+
+
+def swarm_config(images: BuiltImages, kind: str, http_port: int, **overrides: Any) -> dict[str, Any]:
+    """The test stack's `microstack:` config on platform swarm: local images, logging off, 2 API replicas.
+
+    The images are the engine's own (one node, no registry). The proxy
+    publishes in host mode on every interface (`bindAddress: 0.0.0.0`, as
+    configs/Pulumi.swarm.yaml) and is reached on loopback; no frontend subnet,
+    as the overlay networks get theirs from Swarm. Its health checks keep the
+    stack's defaults. Each override is merged into its section.
+    """
+    config: dict[str, Any] = {
+        "platform": "swarm",
+        "proxy": {"kind": kind, "bindAddress": "0.0.0.0", "httpPort": http_port},
+        "images": {
+            "postgres": images.postgres,
+            "redis": images.redis,
+            "nginx": images.nginx,
+            "haproxy": images.haproxy,
+            "serviceBaseImage": images.python,
+        },
+        "logging": {"enabled": False},
+        "api": {"replicas": 2},
+    }
+    for key, value in overrides.items():
+        config[key] = {**config.get(key, {}), **value}
+    return config
 
 
 class ForeignSwarm(RuntimeError):

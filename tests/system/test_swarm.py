@@ -44,6 +44,7 @@ from tests.system.load import register_and_login
 from tests.system.releases import FIRST_RELEASE, Release, SourceTree, fails_at_start, release_header
 from tests.system.rollout import State, changes
 from tests.system.stack import free_port, realize_stack, unique_stack_name
+from tests.system.swarm import swarm_config
 from tests.system.updates import Day2, Up
 
 pytestmark = pytest.mark.slow
@@ -52,26 +53,6 @@ CODE_CHANGE = Release("v2", (release_header("v2"),))
 NEVER_HEALTHY = Release("v3", (release_header("v3"), fails_at_start("v3")))
 # The proxy's checks at their shortest, as in the day-2 test.
 PROXY_OVERRIDES = {"healthCheck": {"intervalSeconds": 1, "fall": 2, "rise": 2}, "slowStartSeconds": 2}
-
-
-def swarm_config(images: BuiltImages, kind: str, http_port: int, **overrides: Any) -> dict[str, Any]:
-    """The test stack's config on platform swarm: local images (one node, no registry), logging off."""
-    config: dict[str, Any] = {
-        "platform": "swarm",
-        "proxy": {"kind": kind, "bindAddress": "0.0.0.0", "httpPort": http_port, **PROXY_OVERRIDES},
-        "images": {
-            "postgres": images.postgres,
-            "redis": images.redis,
-            "nginx": images.nginx,
-            "haproxy": images.haproxy,
-            "serviceBaseImage": images.python,
-        },
-        "logging": {"enabled": False},
-        "api": {"replicas": 2},
-    }
-    for key, value in overrides.items():
-        config[key] = {**config.get(key, {}), **value}
-    return config
 
 
 class SwarmDay2(Day2):
@@ -100,7 +81,7 @@ def swarm_stack(
     kind = request.param
     root = tmp_path_factory.mktemp(f"swarm-{kind}")
     tree = SourceTree(root)
-    config = swarm_config(test_images, kind, free_port())
+    config = swarm_config(test_images, kind, free_port(), proxy=PROXY_OVERRIDES)
     stack_name = unique_stack_name(f"swarm-{kind}")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(components.service, "_PROJECT_DIR", root)
