@@ -41,6 +41,7 @@ import components.service
 from microstack_common import contract
 from tests.system.images import BuiltImages
 from tests.system.load import register_and_login
+from tests.system.readback_check import check_services, readback_changes
 from tests.system.releases import FIRST_RELEASE, Release, SourceTree, fails_at_start, release_header
 from tests.system.rollout import State, changes
 from tests.system.stack import free_port, realize_stack, unique_stack_name
@@ -119,11 +120,14 @@ def _ops(up: Up) -> dict[str, str]:
     return {s.name: s.op for s in changes(up.steps)}
 
 
-def test_the_services_read_back_as_declared(swarm_stack: SwarmDay2) -> None:
-    from tests.system.readback_check import check_services
-
+def test_services_secrets_configs_and_overlays_read_back_as_declared(swarm_stack: SwarmDay2) -> None:
+    """The provider's Read (ported in tests/support/readback*.py) finds nothing to change."""
     stack = swarm_stack.stack
-    assert check_services(stack.program, stack.realizer.client, stack.realizer.realized) == []
+    client, realized = stack.realizer.client, stack.realizer.realized
+    assert check_services(stack.program, client, realized) == []
+    # The overlay networks, through the same port of the network resource as on the containers platform.
+    assert len(realized.networks) >= 2
+    assert readback_changes(stack.program, client, realized) == []
 
 
 def test_a_no_change_up_takes_no_step(swarm_stack: SwarmDay2) -> None:
