@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from components.common import LABEL_ROLE, ROLE_JOB
 from tests.support.program import CONTAINER, NETWORK, SERVICE, Program, Resource
+from tests.support.readback_service import parse_go_duration
 
 _MIB = 1024 * 1024
 
@@ -43,18 +44,6 @@ class WorkloadView:
     @property
     def is_job(self) -> bool:
         return self.role == ROLE_JOB
-
-
-def _seconds(text: str) -> int:
-    total, number = 0, ""
-    units = {"h": 3600, "m": 60, "s": 1}
-    for char in text:
-        if char.isdigit():
-            number += char
-        else:
-            total += int(number) * units[char]
-            number = ""
-    return total
 
 
 def _label(labels: list[dict[str, str]], key: str) -> str:
@@ -101,7 +90,7 @@ def workloads(program: Program) -> list[WorkloadView]:
                 cpus=limits.get("nanoCpus", 0) / 1e9,
                 health_test=list(spec.get("healthcheck", {}).get("tests", [])),
                 restart=restart,
-                stop_seconds=_seconds(spec.get("stopGracePeriod", "0s")),
+                stop_seconds=parse_go_duration(spec.get("stopGracePeriod", "0s")) // 10**9,
                 networks={by_id.get(n["name"], n["name"]) for n in task.get("networksAdvanceds", [])},
                 ports=[Published(p["publishedPort"], None) for p in inputs.get("endpointSpec", {}).get("ports", [])],
                 env=dict(spec.get("env", {})),

@@ -34,6 +34,7 @@ from tests.support.program import (
     run_stack_file,
     stack_file_config,
 )
+from tests.support.readback_service import parse_go_duration
 from tests.support.workloads import by_role, of_role, workloads
 from tests.unit.conftest import STACKS, evaluate_stack
 
@@ -188,10 +189,8 @@ def test_every_duration_is_spelled_as_the_provider_reads_it_back(swarm: Program)
     checked = 0
     for service in swarm.of_type(SERVICE):
         for path, text in _durations(service.inputs):
-            match = _GO_DURATION.match(text)
-            assert match and text, f"{service.name}{path}: {text!r}"
-            seconds = sum(int(part[:-1]) * {"h": 3600, "m": 60, "s": 1}[part[-1]] for part in match.groups() if part)
-            assert provider_values.short_duration(seconds) == text, f"{service.name}{path}: {text!r}"
+            assert text and _GO_DURATION.match(text), f"{service.name}{path}: {text!r}"
+            assert provider_values.short_duration(_to_seconds(text)) == text, f"{service.name}{path}: {text!r}"
             checked += 1
     assert checked > 50
 
@@ -317,9 +316,7 @@ def test_platform_placement_ignores_what_swarm_fills_from_the_registry(swarm: Pr
 
 
 def _to_seconds(text: str) -> int:
-    match = _GO_DURATION.match(text)
-    assert match, text
-    return sum(int(part[:-1]) * {"h": 3600, "m": 60, "s": 1}[part[-1]] for part in match.groups() if part)
+    return parse_go_duration(text) // 10**9
 
 
 # --- validation --------------------------------------------------------------------------------------
