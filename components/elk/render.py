@@ -52,8 +52,8 @@ LOG_FIELD_MAPPINGS: dict[str, dict[str, Any]] = {
     "timestamp": {"type": "date", "ignore_malformed": True},
 }
 
-# The fields of the breaker and health events (docs/logging.md, "Breaker and
-# health events"): each is searched by exact value (`replica: "api-2"`) and
+# The fields of the breaker and health events (docs/logging.md, "What the
+# setup jobs create in Kibana"): each is searched by exact value (`replica: "api-2"`) and
 # counted in aggregations, so each is a keyword. `detail` is the proxy's own
 # free text; longer values stay in the document but are not indexed, so one
 # long error line cannot make the whole event fail to index.

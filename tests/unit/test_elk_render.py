@@ -287,7 +287,7 @@ def test_index_template_maps_the_log_fields_for_exact_search() -> None:
 # --- The setup job and the containers' commands -----------------------------
 
 
-# The breaker event schema's fields and events (docs/logging.md, "Breaker and health events").
+# The breaker event schema's fields and events (docs/logging.md).
 SCHEMA_FIELDS = ("event", "proxy", "upstream", "replica", "address", "reason", "detail", "state")
 SCHEMA_EVENTS = {"replica_down", "replica_up", "health_check_failed", "pool_empty", "fallback", "health_state"}
 

@@ -7,9 +7,9 @@ low memory or disk, reports "degraded" with 200 and the instance keeps
 serving. A draining instance answers 503 whatever its checks say.
 
 Each change of the reported state is logged once, as a `health_state`
-event (docs/logging.md, "Breaker and health events"): the proxies' view of a
-replica in the logs is matched by the replica's own, and a probe every
-second adds no line while nothing changes.
+event (docs/logging.md, "Health events from the services"): the proxies'
+view of a replica in the logs is matched by the replica's own, and a probe
+every second adds no line while nothing changes.
 
 Proxies poll every second or two, so each check has a short timeout and all
 run concurrently: a report never takes much more than `CHECK_TIMEOUT_SECONDS`.
