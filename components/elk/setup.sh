@@ -152,6 +152,9 @@ setup_kibana() {
   # `overwrite=true` replaces the object with this id instead of answering 409
   # (Kibana 8.15 "Create saved objects API":
   # https://www.elastic.co/guide/en/kibana/8.15/saved-objects-api-create.html).
+  # The API is deprecated since 8.7 but served throughout 8.x; the saved
+  # objects import API (`_import?overwrite=true`) takes the same object
+  # should a later pinned Kibana drop it.
   request POST "/api/saved_objects/search/$SETUP_SAVED_SEARCH_ID?overwrite=true" \
     "@$SETUP_SAVED_SEARCH_FILE" >/dev/null
   log "saved search $SETUP_SAVED_SEARCH_ID created"
