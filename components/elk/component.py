@@ -35,6 +35,8 @@ SETUP_DIR = "/usr/share/microstack/elk-setup"
 SETUP_SCRIPT_FILE = f"{SETUP_DIR}/setup.sh"
 SETUP_POLICY_FILE = f"{SETUP_DIR}/ilm-policy.json"
 SETUP_TEMPLATE_FILE = f"{SETUP_DIR}/index-template.json"
+SETUP_DATA_VIEW_FILE = f"{SETUP_DIR}/data-view.json"
+SETUP_SAVED_SEARCH_FILE = f"{SETUP_DIR}/saved-search.json"
 
 # The Elastic images' own user (uid 1000, group 0), said explicitly: Elasticsearch
 # refuses to run as root, and its data volume's files belong to uid 1000, so a
@@ -82,7 +84,17 @@ class Elk(pulumi.ComponentResource):
     Creation order is the start order: Elasticsearch (healthy), then the setup
     job (run to its end: the kibana_system password, the lifecycle policy and
     the index template exist before anything is indexed), then Logstash and
-    Kibana.
+    Kibana, then the Kibana setup job (the data view and the saved search).
+
+    The Kibana steps are a second job rather than a wait at the end of the
+    first: Kibana logs in as kibana_system, whose password the first job sets,
+    so Kibana is created only after that job's gate passed (on Swarm too,
+    where the job is a container on the manager and Kibana a service created
+    after the same gate). The first job waiting for Kibana would wait for a
+    container that does not exist yet; Logstash, behind the same gate, would
+    also start only once Kibana is up. The second job is created after
+    Kibana's own gate (healthy, or the service converged), and polls Kibana's
+    /api/status for a bounded time on top, for a Kibana that restarts.
 
     Docker publishes no port of a container that is only on internal
     networks, so Logstash (GELF, from the Docker daemon on the host) and Kibana
@@ -99,6 +111,7 @@ class Elk(pulumi.ComponentResource):
     setup: Deployment
     logstash: Deployment
     kibana: Deployment
+    kibana_setup: Deployment
     edge_network: docker.Network
     kibana_url: str
     gelf_address: str
@@ -118,6 +131,7 @@ class Elk(pulumi.ComponentResource):
         self.setup = self._setup_job(name)
         self.logstash = self._logstash(name)
         self.kibana = self._kibana(name)
+        self.kibana_setup = self._kibana_setup_job(name)
         self.register_outputs(
             {
                 "elasticsearch": self.elasticsearch.name,
@@ -188,27 +202,27 @@ class Elk(pulumi.ComponentResource):
             ),
         )
 
-    def _setup_job(self, name: str) -> Deployment:
-        """The one-shot job: the Elasticsearch image (bash and curl) running setup.sh once.
+    def _job(
+        self,
+        name: str,
+        docker_suffix: str,
+        environment: dict[str, str],
+        configs: tuple[ConfigFile, ...],
+        secrets: tuple[SecretFile, ...],
+        depends_on: pulumi.Resource,
+    ) -> Deployment:
+        """A one-shot job: the Elasticsearch image (bash and curl) running setup.sh once.
 
         Its gate (condition exited-zero) fails the `up` when it failed, after
         running it once more, and every later `up` runs it again until it
-        succeeds. What depends on the job waits for the gate, so it starts
-        after the policy and template exist. A change of its inputs
-        (retention, a password) replaces it and so runs it again.
+        succeeds. What depends on the job waits for the gate. A change of its
+        inputs (retention, a password, the saved search) replaces it and so
+        runs it again.
         """
         args = self._args
-        environment = render.setup_environment(
-            elasticsearch_url=render.ELASTICSEARCH_URL,
-            elastic_password_file=contract.ELASTIC_PASSWORD_FILE,
-            kibana_system_password_file=contract.KIBANA_SYSTEM_PASSWORD_FILE,
-            ilm_policy_file=SETUP_POLICY_FILE,
-            index_template_file=SETUP_TEMPLATE_FILE,
-            wait_seconds=SETUP_WAIT_SECONDS,
-        )
         job = Workload(
-            name=f"{name}-setup",
-            docker_name=f"{args.prefix}-elk-setup",
+            name=name,
+            docker_name=f"{args.prefix}-{docker_suffix}",
             role=ROLE_JOB,
             kind=Kind.JOB,
             image=self._es_image,
@@ -220,19 +234,59 @@ class Elk(pulumi.ComponentResource):
             user=ELASTIC_IMAGE_USER,
             command=["/bin/bash", SETUP_SCRIPT_FILE],
             env=dict(sorted(environment.items())),
-            configs=(
-                ConfigFile("setup-script", SETUP_SCRIPT_FILE, render.setup_script()),
-                ConfigFile("ilm-policy", SETUP_POLICY_FILE, render.render_ilm_policy(args.config.retention_days)),
-                ConfigFile("index-template", SETUP_TEMPLATE_FILE, render.render_index_template()),
-            ),
-            secrets=(
-                SecretFile("elastic-password", contract.ELASTIC_PASSWORD_FILE, args.elastic_password),
-                SecretFile("kibana-system-password", contract.KIBANA_SYSTEM_PASSWORD_FILE, args.kibana_system_password),
-            ),
+            configs=(ConfigFile("setup-script", SETUP_SCRIPT_FILE, render.setup_script()), *configs),
+            secrets=secrets,
             networks=(self._logging_network(),),
             ready_timeout_seconds=WAIT_TIMEOUT_SECONDS,
         )
-        return args.platform.run(self, job, depends_on=[self.elasticsearch.ready])
+        return args.platform.run(self, job, depends_on=[depends_on])
+
+    def _setup_job(self, name: str) -> Deployment:
+        """The job that sets up Elasticsearch: kibana_system's password, the lifecycle policy, the template."""
+        args = self._args
+        environment = render.setup_environment(
+            elasticsearch_url=render.ELASTICSEARCH_URL,
+            elastic_password_file=contract.ELASTIC_PASSWORD_FILE,
+            kibana_system_password_file=contract.KIBANA_SYSTEM_PASSWORD_FILE,
+            ilm_policy_file=SETUP_POLICY_FILE,
+            index_template_file=SETUP_TEMPLATE_FILE,
+            wait_seconds=SETUP_WAIT_SECONDS,
+        )
+        return self._job(
+            f"{name}-setup",
+            "elk-setup",
+            environment,
+            (
+                ConfigFile("ilm-policy", SETUP_POLICY_FILE, render.render_ilm_policy(args.config.retention_days)),
+                ConfigFile("index-template", SETUP_TEMPLATE_FILE, render.render_index_template()),
+            ),
+            (
+                SecretFile("elastic-password", contract.ELASTIC_PASSWORD_FILE, args.elastic_password),
+                SecretFile("kibana-system-password", contract.KIBANA_SYSTEM_PASSWORD_FILE, args.kibana_system_password),
+            ),
+            self.elasticsearch.ready,
+        )
+
+    def _kibana_setup_job(self, name: str) -> Deployment:
+        """The job that sets up Kibana, after Kibana is ready: the data view and the breaker events' saved search."""
+        environment = render.kibana_setup_environment(
+            kibana_url=render.KIBANA_URL,
+            elastic_password_file=contract.ELASTIC_PASSWORD_FILE,
+            data_view_file=SETUP_DATA_VIEW_FILE,
+            saved_search_file=SETUP_SAVED_SEARCH_FILE,
+            wait_seconds=SETUP_WAIT_SECONDS,
+        )
+        return self._job(
+            f"{name}-kibana-setup",
+            "kibana-setup",
+            environment,
+            (
+                ConfigFile("data-view", SETUP_DATA_VIEW_FILE, render.render_data_view()),
+                ConfigFile("saved-search", SETUP_SAVED_SEARCH_FILE, render.render_saved_search()),
+            ),
+            (SecretFile("elastic-password", contract.ELASTIC_PASSWORD_FILE, self._args.elastic_password),),
+            self.kibana.ready,
+        )
 
     def _logstash(self, name: str) -> Deployment:
         args, cfg = self._args, self._args.config

@@ -52,6 +52,41 @@ LOG_FIELD_MAPPINGS: dict[str, dict[str, Any]] = {
     "timestamp": {"type": "date", "ignore_malformed": True},
 }
 
+# The fields of the breaker and health events (docs/logging.md, "What the
+# setup jobs create in Kibana"): each is searched by exact value (`replica: "api-2"`) and
+# counted in aggregations, so each is a keyword. `detail` is the proxy's own
+# free text; longer values stay in the document but are not indexed, so one
+# long error line cannot make the whole event fail to index.
+EVENT_FIELD_MAPPINGS: dict[str, dict[str, Any]] = {
+    "event": {"type": "keyword"},
+    "proxy": {"type": "keyword"},
+    "upstream": {"type": "keyword"},
+    "replica": {"type": "keyword"},
+    "address": {"type": "keyword"},
+    "reason": {"type": "keyword"},
+    "state": {"type": "keyword"},
+    "detail": {"type": "keyword", "ignore_above": 2048},
+}
+
+# What the Kibana setup job creates. Fixed ids make each run replace what an
+# earlier run created instead of adding another copy.
+KIBANA_URL = f"http://{contract.Alias.KIBANA}:{contract.KIBANA_PORT}"
+DATA_VIEW_ID = INDEX_PREFIX
+# Not the index pattern itself: Kibana's `override` replaces a data view with
+# the same name, and one an operator made by hand for `microstack-logs-*`
+# (the name defaults to the title) must be left alone.
+DATA_VIEW_NAME = "microstack logs"
+# Logstash sets @timestamp on every event, also on lines that are not JSON.
+TIME_FIELD = "@timestamp"
+SAVED_SEARCH_ID = "microstack-breaker-events"
+SAVED_SEARCH_TITLE = "microstack: breaker and health events"
+BREAKER_EVENTS = ("replica_down", "replica_up", "pool_empty", "fallback", "health_state", "health_check_failed")
+BREAKER_EVENTS_QUERY = f"event:({' or '.join(BREAKER_EVENTS)})"
+SAVED_SEARCH_COLUMNS = ("event", "proxy", "upstream", "replica", "reason", "state", "detail", "instance")
+# The name under which the search source refers to the data view; Kibana
+# resolves it through the saved object's references, never by a raw id.
+SEARCH_INDEX_REF = "kibanaSavedObjectMeta.searchSourceJSON.index"
+
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent),
     undefined=jinja2.StrictUndefined,
@@ -195,8 +230,57 @@ def render_index_template() -> str:
                     "number_of_replicas": 0,
                     "index.lifecycle.name": ILM_POLICY_NAME,
                 },
-                "mappings": {"properties": LOG_FIELD_MAPPINGS},
+                "mappings": {"properties": {**LOG_FIELD_MAPPINGS, **EVENT_FIELD_MAPPINGS}},
             },
+        },
+        indent=2,
+    )
+
+
+def render_data_view() -> str:
+    """The body of Kibana's create data view request: the daily indices, by their time field.
+
+    `allowNoIndex` lets the data view open before Logstash has written the
+    first daily index, which on a new stack is after this job runs.
+    """
+    return json.dumps(
+        {
+            "override": True,
+            "data_view": {
+                "id": DATA_VIEW_ID,
+                "name": DATA_VIEW_NAME,
+                "title": INDEX_PATTERN,
+                "timeFieldName": TIME_FIELD,
+                "allowNoIndex": True,
+            },
+        },
+        indent=2,
+    )
+
+
+def render_saved_search() -> str:
+    """The body of the saved search of the breaker and health events, newest first.
+
+    The attributes are those of Kibana's `search` saved object type (8.15,
+    saved_search/server/saved_objects/schema.ts); its search source names the
+    query in KQL and the data view by reference.
+    """
+    search_source = {
+        "query": {"query": BREAKER_EVENTS_QUERY, "language": "kuery"},
+        "filter": [],
+        "indexRefName": SEARCH_INDEX_REF,
+    }
+    return json.dumps(
+        {
+            "attributes": {
+                "title": SAVED_SEARCH_TITLE,
+                "description": "Replicas leaving and rejoining the proxy's pools, empty pools, fallback "
+                "answers, and the services' own health changes (docs/logging.md).",
+                "columns": list(SAVED_SEARCH_COLUMNS),
+                "sort": [[TIME_FIELD, "desc"]],
+                "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps(search_source)},
+            },
+            "references": [{"name": SEARCH_INDEX_REF, "type": "index-pattern", "id": DATA_VIEW_ID}],
         },
         indent=2,
     )
@@ -221,6 +305,7 @@ def setup_environment(
     Only paths and names: the passwords stay in their files.
     """
     return {
+        "SETUP_TARGET": "elasticsearch",
         "SETUP_ES_URL": elasticsearch_url,
         "SETUP_ELASTIC_PASSWORD_FILE": elastic_password_file,
         "SETUP_KIBANA_SYSTEM_PASSWORD_FILE": kibana_system_password_file,
@@ -229,6 +314,26 @@ def setup_environment(
         "SETUP_INDEX_TEMPLATE_NAME": INDEX_TEMPLATE_NAME,
         "SETUP_INDEX_TEMPLATE_FILE": index_template_file,
         "SETUP_INDEX_PATTERN": INDEX_PATTERN,
+        "SETUP_WAIT_SECONDS": str(wait_seconds),
+    }
+
+
+def kibana_setup_environment(
+    *,
+    kibana_url: str,
+    elastic_password_file: str,
+    data_view_file: str,
+    saved_search_file: str,
+    wait_seconds: int,
+) -> dict[str, str]:
+    """The setup script's environment for its Kibana steps; it calls Kibana's API as `elastic`."""
+    return {
+        "SETUP_TARGET": "kibana",
+        "SETUP_KIBANA_URL": kibana_url,
+        "SETUP_ELASTIC_PASSWORD_FILE": elastic_password_file,
+        "SETUP_DATA_VIEW_FILE": data_view_file,
+        "SETUP_SAVED_SEARCH_ID": SAVED_SEARCH_ID,
+        "SETUP_SAVED_SEARCH_FILE": saved_search_file,
         "SETUP_WAIT_SECONDS": str(wait_seconds),
     }
 

@@ -34,7 +34,8 @@ KIBANA_PASSWORD = "mockKibanaSystemPassw0rd"
 LOGGING_NETWORK = "microstack-test-logging"
 PREFIX = "microstack-test"
 
-ELK_CONTAINERS = ("logging-elasticsearch", "logging-setup", "logging-logstash", "logging-kibana")
+JOBS = ("logging-setup", "logging-kibana-setup")
+ELK_CONTAINERS = ("logging-elasticsearch", "logging-logstash", "logging-kibana", *JOBS)
 LONG_RUNNING = ("logging-elasticsearch", "logging-logstash", "logging-kibana")
 
 
@@ -114,7 +115,7 @@ def edge_network(program: Program) -> Resource:
 # --- What exists --------------------------------------------------------------
 
 
-def test_the_three_services_and_the_setup_job_exist(elk: Program) -> None:
+def test_the_three_services_and_the_two_setup_jobs_exist(elk: Program) -> None:
     assert sorted(c.name for c in elk.containers) == sorted(ELK_CONTAINERS)
 
 
@@ -124,8 +125,9 @@ def test_images_come_from_the_images_config(elk: Program) -> None:
     assert images == {defaults.elasticsearch, defaults.logstash, defaults.kibana}
 
 
-def test_the_setup_job_runs_in_the_elasticsearch_image(elk: Program) -> None:
-    assert elk.container("logging-setup").inputs["image"] == elk.container("logging-elasticsearch").inputs["image"]
+@pytest.mark.parametrize("job", JOBS)
+def test_the_setup_jobs_run_in_the_elasticsearch_image(elk: Program, job: str) -> None:
+    assert elk.container(job).inputs["image"] == elk.container("logging-elasticsearch").inputs["image"]
 
 
 # --- Health, limits, restart ---------------------------------------------------
@@ -166,8 +168,9 @@ def test_logstash_and_kibana_heaps_fit_in_their_limits(elk: Program) -> None:
     assert "NODE_OPTIONS=--max-old-space-size=500" in elk.container("logging-kibana").inputs["envs"]
 
 
-def test_the_setup_job_runs_once(elk: Program) -> None:
-    job = elk.container("logging-setup")
+@pytest.mark.parametrize("name", JOBS)
+def test_the_setup_jobs_run_once(elk: Program, name: str) -> None:
+    job = elk.container(name)
     assert job.inputs["restart"] == "no"
     assert job.inputs["mustRun"] is False
     assert job.inputs.get("wait", False) is False
@@ -186,12 +189,15 @@ def test_long_running_containers_are_not_labelled_as_jobs(elk: Program) -> None:
         assert labels_of(elk.container(name))[LABEL_ROLE] != ROLE_JOB, name
 
 
-def test_start_order_is_elasticsearch_then_setup_then_logstash_and_kibana() -> None:
+def test_start_order_is_elasticsearch_then_setup_then_logstash_and_kibana_then_kibana_setup() -> None:
     _, options = evaluate()
     # Each waits on the gate of the one before: healthy, or for the job exited 0.
     assert options["logging-setup"]["depends_on"] == ["logging-elasticsearch-ready"]
     assert options["logging-logstash"]["depends_on"] == ["logging-setup-ready"]
     assert options["logging-kibana"]["depends_on"] == ["logging-setup-ready"]
+    # Kibana can log in only after the first job set kibana_system's password;
+    # the second job talks to Kibana, so it comes after Kibana's gate.
+    assert options["logging-kibana-setup"]["depends_on"] == ["logging-kibana-ready"]
 
 
 def test_elk_containers_log_to_rotated_local_files_never_to_themselves(elk: Program) -> None:
@@ -203,8 +209,8 @@ def test_elk_containers_log_to_rotated_local_files_never_to_themselves(elk: Prog
 # --- Networks and published ports ------------------------------------------------
 
 
-def test_elasticsearch_and_the_setup_job_are_on_the_logging_network_only(elk: Program) -> None:
-    for name in ("logging-elasticsearch", "logging-setup"):
+def test_elasticsearch_and_the_setup_jobs_are_on_the_logging_network_only(elk: Program) -> None:
+    for name in ("logging-elasticsearch", *JOBS):
         container = elk.container(name)
         assert networks_of(container) == [LOGGING_NETWORK], name
         assert not container.inputs.get("ports"), name
@@ -269,8 +275,8 @@ def test_every_upload_holding_a_password_is_a_secret_file(elk: Program) -> None:
             if ELASTIC_PASSWORD in upload["content"] or KIBANA_PASSWORD in upload["content"]:
                 holders += 1
                 assert upload["permissions"] == SECRET_FILE_MODE, f"{container.name}: {path}"
-    # ES and the job: elastic; the job: kibana_system; the pipeline; kibana.yml.
-    assert holders == 5
+    # ES and both jobs: elastic; the first job: kibana_system; the pipeline; kibana.yml.
+    assert holders == 6
 
 
 def test_elasticsearch_gets_its_password_from_the_contract_file(elk: Program) -> None:
@@ -324,6 +330,22 @@ def test_the_setup_job_installs_the_policy_for_the_configured_retention(elk: Pro
     assert uploads[environment["SETUP_INDEX_TEMPLATE_FILE"]]["content"] == render.render_index_template()
     assert environment["SETUP_ES_URL"] == f"http://{contract.Alias.ELASTICSEARCH}:{contract.ELASTICSEARCH_PORT}"
     assert job.inputs["command"][-1] in uploads
+
+
+def test_the_kibana_setup_job_creates_the_data_view_and_the_saved_search(elk: Program) -> None:
+    job = elk.container("logging-kibana-setup")
+    environment = dict(entry.split("=", 1) for entry in job.inputs["envs"])
+    uploads = uploads_of(job)
+    assert environment["SETUP_TARGET"] == "kibana"
+    assert environment["SETUP_KIBANA_URL"] == f"http://{contract.Alias.KIBANA}:{contract.KIBANA_PORT}"
+    assert uploads[environment["SETUP_DATA_VIEW_FILE"]]["content"] == render.render_data_view()
+    assert uploads[environment["SETUP_SAVED_SEARCH_FILE"]]["content"] == render.render_saved_search()
+    assert job.inputs["command"] == ["/bin/bash", next(p for p in uploads if p.endswith("setup.sh"))]
+    # It calls Kibana's API as elastic; kibana_system's password is not its business.
+    assert uploads[environment["SETUP_ELASTIC_PASSWORD_FILE"]]["content"] == ELASTIC_PASSWORD
+    assert contract.KIBANA_SYSTEM_PASSWORD_FILE not in uploads
+    assert labels_of(job)[LABEL_ROLE] == ROLE_JOB
+    assert job.inputs["name"] == f"{PREFIX}-kibana-setup"
 
 
 def test_component_registers_under_the_logging_module(elk: Program) -> None:

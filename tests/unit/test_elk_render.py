@@ -287,9 +287,96 @@ def test_index_template_maps_the_log_fields_for_exact_search() -> None:
 # --- The setup job and the containers' commands -----------------------------
 
 
+# The breaker event schema's fields and events (docs/logging.md).
+SCHEMA_FIELDS = ("event", "proxy", "upstream", "replica", "address", "reason", "detail", "state")
+SCHEMA_EVENTS = {"replica_down", "replica_up", "health_check_failed", "pool_empty", "fallback", "health_state"}
+
+
+def test_index_template_maps_every_breaker_event_field_as_a_keyword() -> None:
+    properties = json.loads(render.render_index_template())["template"]["mappings"]["properties"]
+    for field in SCHEMA_FIELDS:
+        assert properties[field]["type"] == "keyword", field
+    # The shared fields keep their mappings beside them.
+    assert properties["message"]["type"] == "text"
+    assert properties["request_id"]["type"] == "keyword"
+
+
+def test_index_template_indexes_short_details_and_keeps_long_ones_unindexed() -> None:
+    detail = json.loads(render.render_index_template())["template"]["mappings"]["properties"]["detail"]
+    # Elasticsearch rejects a keyword term over 32766 bytes; ignore_above must stay well below.
+    assert 256 <= detail["ignore_above"] <= 32766 // 4
+
+
+# --- What the Kibana setup job creates ----------------------------------------
+
+
+def test_data_view_covers_the_daily_indices_by_their_timestamp_under_a_fixed_id() -> None:
+    body = json.loads(render.render_data_view())
+    assert body["override"] is True
+    view = body["data_view"]
+    assert view["id"] == "microstack-logs"
+    assert view["title"] == "microstack-logs-*"
+    assert fnmatch.fnmatch(f"{render.INDEX_PREFIX}-2026.01.31", view["title"])
+    assert view["timeFieldName"] == "@timestamp"
+    # Another name than the title: `override` replaces by name, and a data view
+    # made by hand for the pattern is named after it.
+    assert view["name"] and view["name"] != view["title"]
+    assert view["allowNoIndex"] is True
+
+
+def _search_source() -> dict[str, Any]:
+    attributes = json.loads(render.render_saved_search())["attributes"]
+    source: dict[str, Any] = json.loads(attributes["kibanaSavedObjectMeta"]["searchSourceJSON"])
+    return source
+
+
+def test_saved_search_queries_exactly_the_breaker_and_health_events_in_kql() -> None:
+    query = _search_source()["query"]
+    assert query["language"] == "kuery"
+    match = re.fullmatch(r"event:\((.+)\)", query["query"])
+    assert match, query["query"]
+    assert set(match.group(1).split(" or ")) == SCHEMA_EVENTS
+
+
+def test_saved_search_refers_to_the_data_view_by_reference() -> None:
+    body = json.loads(render.render_saved_search())
+    source = _search_source()
+    assert "index" not in source
+    assert body["references"] == [
+        {
+            "name": source["indexRefName"],
+            "type": "index-pattern",
+            "id": json.loads(render.render_data_view())["data_view"]["id"],
+        }
+    ]
+
+
+def test_saved_search_shows_the_event_fields_newest_first() -> None:
+    attributes = json.loads(render.render_saved_search())["attributes"]
+    assert attributes["columns"][0] == "event"
+    assert {"proxy", "upstream", "replica", "reason", "detail", "instance"} <= set(attributes["columns"])
+    mapped = json.loads(render.render_index_template())["template"]["mappings"]["properties"]
+    assert set(attributes["columns"]) <= set(mapped)
+    assert attributes["sort"] == [["@timestamp", "desc"]]
+    assert attributes["title"]
+
+
+# --- The setup job and the containers' commands -----------------------------
+
+
+def _required_variables(section: str) -> tuple[set[str], set[str]]:
+    """The SETUP_* variables the script requires and defaults, in its shared part and in one target's case."""
+    script = render.setup_script()
+    shared = script.split("\ncase $SETUP_TARGET in", 1)[0]
+    body = script.split(f"\n  {section})\n", 1)[1].split("\n    ;;", 1)[0]
+    text = f"{shared}\n{body}"
+    required = set(re.findall(r'^\s*: "\$\{(SETUP_[A-Z_]+):\?', text, re.MULTILINE))
+    defaulted = set(re.findall(r'^\s*: "\$\{(SETUP_[A-Z_]+):=', text, re.MULTILINE))
+    return required, defaulted
+
+
 def test_setup_environment_supplies_every_variable_the_script_requires() -> None:
-    required = set(re.findall(r'^: "\$\{(SETUP_[A-Z_]+):\?', render.setup_script(), re.MULTILINE))
-    defaulted = set(re.findall(r'^: "\$\{(SETUP_[A-Z_]+):=', render.setup_script(), re.MULTILINE))
+    required, defaulted = _required_variables("elasticsearch")
     environment = render.setup_environment(
         elasticsearch_url="http://elasticsearch:9200",
         elastic_password_file="/run/secrets/elastic_password",
@@ -298,9 +385,27 @@ def test_setup_environment_supplies_every_variable_the_script_requires() -> None
         index_template_file="/t.json",
         wait_seconds=60,
     )
-    assert required, "the script declares no required variables"
+    assert "SETUP_ES_URL" in required, "the script declares no required variables"
     assert required <= set(environment)
     assert set(environment) <= required | defaulted
+    assert environment["SETUP_TARGET"] == "elasticsearch"
+
+
+def test_kibana_setup_environment_supplies_every_variable_the_script_requires() -> None:
+    required, defaulted = _required_variables("kibana")
+    environment = render.kibana_setup_environment(
+        kibana_url="http://kibana:5601",
+        elastic_password_file="/run/secrets/elastic_password",
+        data_view_file="/d.json",
+        saved_search_file="/s.json",
+        wait_seconds=60,
+    )
+    assert "SETUP_KIBANA_URL" in required
+    assert required <= set(environment)
+    assert set(environment) <= required | defaulted
+    assert environment["SETUP_TARGET"] == "kibana"
+    assert environment["SETUP_SAVED_SEARCH_ID"] == render.SAVED_SEARCH_ID
+    assert not any("PASSWORD" in key and not key.endswith("_FILE") for key in environment)
 
 
 def test_setup_environment_names_password_files_not_passwords() -> None:

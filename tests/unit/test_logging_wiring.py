@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.support.program import run_program
 
-ELK_ROLES = ("logging-elasticsearch", "logging-logstash", "logging-kibana", "logging-setup")
+ELK_ROLES = ("logging-elasticsearch", "logging-logstash", "logging-kibana", "logging-setup", "logging-kibana-setup")
 
 
 def test_with_logging_on_every_other_container_ships_gelf_to_logstash_on_loopback() -> None:

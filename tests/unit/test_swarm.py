@@ -128,16 +128,30 @@ def test_replicas_follow_the_config(stack: str) -> None:
 # --- swarm: what each platform makes of a workload -------------------------------------------------
 
 
-def test_swarm_declares_services_not_containers_except_the_one_off_job(swarm: Program) -> None:
-    assert {c.name for c in swarm.of_type(CONTAINER)} == {"logging-setup"}
-    # The job's exit code, and after every service that Swarm runs what was declared (components/gate.py).
+def test_swarm_declares_services_not_containers_except_the_one_off_jobs(swarm: Program) -> None:
+    assert {c.name for c in swarm.of_type(CONTAINER)} == {"logging-setup", "logging-kibana-setup"}
+    # The jobs' exit codes, and after every service that Swarm runs what was declared (components/gate.py).
     gates = {g.name: g.inputs["condition"] for g in swarm.of_type(READY_GATE)}
     assert gates.pop("logging-setup-ready") == "exited-zero"
+    assert gates.pop("logging-kibana-setup-ready") == "exited-zero"
     assert set(gates.values()) == {"service-updated"} and len(gates) == len(swarm.of_type(SERVICE))
     roles = {w.role for w in workloads(swarm) if w.resource.type == SERVICE}
     assert roles == {"api", "auth", "postgres", "redis", "proxy", "elasticsearch", "logstash", "kibana"}
     # Swarm creates a task's named volume on its node; a Volume resource would exist on the manager only.
     assert not swarm.of_type(VOLUME)
+
+
+def test_the_kibana_setup_job_reaches_the_kibana_service_after_it_converged(swarm: Program) -> None:
+    job = swarm.container("logging-kibana-setup")
+    # Created after the gate that waits until Swarm runs Kibana (healthy).
+    assert [getattr(d, "_name", None) for d in job.options["depends_on"]] == ["logging-kibana-ready"]
+    assert swarm.named("logging-kibana-ready").inputs["condition"] == "service-updated"
+    # It joins the attachable logging overlay, where the Kibana task answers to its alias.
+    logging_id = swarm.named("networks-logging").outputs.get("id") or "networks-logging-id"
+    assert [n["name"] for n in job.inputs["networksAdvanced"]] == [swarm.named("networks-logging").inputs["name"]]
+    kibana = service_of(swarm, "kibana")
+    on_logging = [n for n in kibana.inputs["taskSpec"]["networksAdvanceds"] if n["name"] == logging_id]
+    assert on_logging and on_logging[0]["aliases"] == [contract.Alias.KIBANA]
 
 
 def test_containers_stacks_declare_no_swarm_resources(stack_program: Program) -> None:
@@ -150,7 +164,7 @@ def test_networks_are_overlays_without_fixed_addresses(swarm: Program) -> None:
     assert {n["driver"] for n in networks.values()} == {"overlay"}
     assert networks["networks-backend"]["internal"] is True
     assert networks["networks-logging"]["internal"] is True
-    # Attachable only where a one-off container joins: the ELK setup job.
+    # Attachable only where one-off containers join: the ELK setup jobs.
     assert [name for name, n in networks.items() if n.get("attachable")] == ["networks-logging"]
     assert not any(n.get("ipamConfigs") for n in networks.values())
 

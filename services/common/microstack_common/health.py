@@ -6,6 +6,11 @@ Redis is only a cache: without it reads go to PostgreSQL, so its loss, like
 low memory or disk, reports "degraded" with 200 and the instance keeps
 serving. A draining instance answers 503 whatever its checks say.
 
+Each change of the reported state is logged once, as a `health_state`
+event (docs/logging.md, "Health events from the services"): the proxies'
+view of a replica in the logs is matched by the replica's own, and a probe
+every second adds no line while nothing changes.
+
 Proxies poll every second or two, so each check has a short timeout and all
 run concurrently: a report never takes much more than `CHECK_TIMEOUT_SECONDS`.
 """
@@ -13,19 +18,29 @@ run concurrently: a report never takes much more than `CHECK_TIMEOUT_SECONDS`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from microstack_common.lifecycle import Lifecycle
+if TYPE_CHECKING:
+    # Only a type here: lifecycle.py holds the instance's HealthStates.
+    from microstack_common.lifecycle import Lifecycle
+
+logger = logging.getLogger(__name__)
+
+HEALTH_STATE_EVENT = "health_state"
+# How loudly each state is logged: draining is planned, failing takes the instance out.
+_STATE_LEVELS = {"ok": logging.INFO, "draining": logging.INFO, "degraded": logging.WARNING, "failing": logging.ERROR}
 
 CHECK_TIMEOUT_SECONDS = 1.0
 # The cache's probe answers well within the proxy's own check timeout
@@ -166,6 +181,79 @@ def check_disk(path: str | None = None) -> Check:
     }
 
 
+class HealthStates:
+    """The state this instance's /health last reported; logs one `health_state` event per change.
+
+    Reports come from concurrent /health requests (the event loop interleaves
+    them at every await) and from the server when draining starts, so a
+    lock guards the state, and a report that began before the one already
+    observed is stale and ignored: a probe that started before Redis went
+    away and finished after must not log "ok" between two "degraded". The
+    instance counts as ok when it starts, so a healthy start logs nothing.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._current: tuple[str, str] = ("ok", "")
+        self._observed_at = float("-inf")
+
+    @property
+    def state(self) -> str:
+        return self._current[0]
+
+    def observe(self, state: str, reason: str, detail: str = "", *, started: float | None = None) -> bool:
+        """Record a report begun at `started` (monotonic; now if None); log and return True if it is a change.
+
+        A change is another state, or the same state for another reason
+        (degraded by Redis, then by Redis and memory).
+        """
+        started = time.monotonic() if started is None else started
+        with self._lock:
+            if started < self._observed_at:
+                return False
+            self._observed_at = started
+            previous = self._current
+            key = (state, "" if state == "ok" else reason)
+            if key == previous:
+                return False
+            self._current = key
+            # Logged under the lock, so the lines come in the order of the changes.
+            fields: dict[str, Any] = {
+                "event": HEALTH_STATE_EVENT,
+                "state": state,
+                "reason": reason,
+                "previous_state": previous[0],
+            }
+            if detail:
+                fields["detail"] = detail
+            message = f"health {state} again" if state == "ok" else f"health {state}: {reason}"
+            logger.log(_STATE_LEVELS.get(state, logging.WARNING), message, extra=fields)
+            return True
+
+
+def _problem(name: str, check: Mapping[str, Any]) -> str:
+    """One unhealthy check in a few words, for the event's `detail`."""
+    if "error" in check:
+        return f"{name}: {check['error']}"
+    if "limit_bytes" in check:
+        free = 1 - check["used_bytes"] / check["limit_bytes"] if check["limit_bytes"] else 0.0
+        return f"{name}: {free:.1%} free of the {check['source']} limit"
+    if "total_bytes" in check:
+        free = check["free_bytes"] / check["total_bytes"] if check["total_bytes"] else 0.0
+        return f"{name}: {free:.1%} free at {check['path']}"
+    return f"{name}: unhealthy"
+
+
+def state_change(status: str, checks: Mapping[str, Check]) -> tuple[str, str]:
+    """The event's (reason, detail) for a report: which checks failed and how, or why it is draining."""
+    if status == "draining":
+        return "draining", ""
+    unhealthy = [name for name, check in checks.items() if not check["healthy"]]
+    if status == "ok" or not unhealthy:
+        return "recovered", ""
+    return ",".join(unhealthy), "; ".join(_problem(name, checks[name]) for name in unhealthy)
+
+
 async def health_report(
     *,
     service: str,
@@ -174,7 +262,8 @@ async def health_report(
     redis: Redis,
     lifecycle: Lifecycle,
 ) -> tuple[int, dict[str, Any]]:
-    """Run every check and return (HTTP status, report body)."""
+    """Run every check, log a change of state, and return (HTTP status, report body)."""
+    started = time.monotonic()
     postgres, redis_check = await asyncio.gather(check_postgres(pool), check_redis(redis))
     checks = {
         "postgres": postgres,
@@ -191,4 +280,6 @@ async def health_report(
     else:
         status = "degraded"
     code = 200 if status in ("ok", "degraded") else 503
+    reason, detail = state_change(status, checks)
+    lifecycle.health_states.observe(status, reason, detail, started=started)
     return code, {"status": status, "service": service, "instance": instance, "checks": checks}

@@ -27,6 +27,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from microstack_common.contract import STOP_TIMEOUT_SECONDS
+from microstack_common.health import HealthStates
 from microstack_common.logs import configure_logging
 from microstack_common.settings import Settings, SettingsError
 
@@ -36,10 +37,11 @@ _HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Lifecycle:
-    """Whether the instance is draining; shared by the server and `/health`."""
+    """Whether the instance is draining, and the state /health last reported; shared by the server and `/health`."""
 
     def __init__(self) -> None:
         self.draining = False
+        self.health_states = HealthStates()
 
 
 class GracefulServer(uvicorn.Server):
@@ -77,6 +79,12 @@ class GracefulServer(uvicorn.Server):
             self.force_exit = True
 
     async def on_tick(self, counter: int) -> bool:
+        if self.lifecycle.draining:
+            # The draining event is logged here, in the event loop, within a
+            # tick of the signal, not from the signal handler, which may
+            # interrupt the main thread while it holds the states' lock; and
+            # whether or not a proxy probes /health in the meantime.
+            self.lifecycle.health_states.observe("draining", "draining")
         should_exit = await super().on_tick(counter)
         drained = self._drain_deadline is not None and time.monotonic() >= self._drain_deadline
         return should_exit or drained

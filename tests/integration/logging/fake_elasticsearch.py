@@ -14,8 +14,10 @@ from __future__ import annotations
 import base64
 import json
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -25,9 +27,15 @@ class Request:
     user: str | None
     password: str | None
     body: bytes
+    # Header names in lower case.
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     def json(self) -> object:
         return json.loads(self.body)
+
+
+class Answers(Protocol):
+    def answer(self, request: Request) -> tuple[int, dict[str, object]]: ...
 
 
 @dataclass
@@ -66,7 +74,7 @@ class FakeElasticsearch:
             return 200, {"acknowledged": True}
 
 
-def handler(fake: FakeElasticsearch) -> type[BaseHTTPRequestHandler]:
+def handler(fake: Answers) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -77,7 +85,8 @@ def handler(fake: FakeElasticsearch) -> type[BaseHTTPRequestHandler]:
             header = self.headers.get("Authorization", "")
             if header.startswith("Basic "):
                 user, _, password = base64.b64decode(header[6:]).decode().partition(":")
-            status, payload = fake.answer(Request(self.command, self.path, user, password, body))
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            status, payload = fake.answer(Request(self.command, self.path, user, password, body, headers))
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -86,7 +95,7 @@ def handler(fake: FakeElasticsearch) -> type[BaseHTTPRequestHandler]:
             if self.command != "HEAD":
                 self.wfile.write(data)
 
-        do_GET = do_PUT = do_POST = do_HEAD = _serve
+        do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _serve
 
         def log_message(self, format: str, *args: object) -> None:
             return
