@@ -232,9 +232,15 @@ def test_service_waits_for_postgres_at_start_and_starts_without_redis(
     private_postgres.stop()
     private_redis.stop()
     api = start_service("microstack_api", private_postgres, private_redis, wait_ready=False)
-    time.sleep(2.0)
-    assert api.process is not None and api.process.poll() is None, "the service keeps waiting for PostgreSQL"
-    assert any(record.get("message") == "postgres not reachable yet" for record in api.log_records())
+    # Wait for the line rather than a fixed time: on a loaded machine the
+    # interpreter alone can take seconds to import the service.
+    deadline = time.monotonic() + 20.0
+    while not any(record.get("message") == "postgres not reachable yet" for record in api.log_records()):
+        assert time.monotonic() < deadline, "the service never said it was waiting for PostgreSQL"
+        assert api.process is not None and api.process.poll() is None, "the service keeps waiting for PostgreSQL"
+        time.sleep(0.1)
+    time.sleep(1.0)
+    assert api.process.poll() is None, "the service keeps waiting for PostgreSQL"
 
     private_postgres.start()
     api.wait_healthy(timeout=15)
