@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+
 import pulumi
 import pulumi_docker as docker
 
 from components.common import pulled_image
 from components.config import RegistryConfig
 from components.platform.workload import Image
+
+
+def source_digest(roots: Iterable[Path]) -> str:
+    """A short digest of every source file under `roots`: the image tag changes exactly when the code does."""
+    digest = hashlib.sha256()
+    for root in roots:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            if "__pycache__" in path.parts or path.suffix in {".pyc", ".pyo"} or ".egg-info" in str(path):
+                continue
+            digest.update(str(path.relative_to(root.parent)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def built_image(

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
 import pulumi_docker as docker
 
-from components.built_image import built_image
+from components.built_image import built_image, source_digest
 from components.common import LogDriver, labels
 from components.config import RegistryConfig
 from components.platform import Deployment, Platform
@@ -33,18 +31,6 @@ SERVICES_DIR = "services"
 _PROJECT_DIR = Path(__file__).resolve().parents[1]
 # Replica i of a service gets host address FIRST_HOST[service] + i on the frontend subnet.
 FIRST_HOST = {"api": 10, "auth": 100}
-
-
-def source_digest(roots: Iterable[Path]) -> str:
-    """A short digest of every source file under `roots`: the image tag changes exactly when the code does."""
-    digest = hashlib.sha256()
-    for root in roots:
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            if "__pycache__" in path.parts or path.suffix in {".pyc", ".pyo"} or ".egg-info" in str(path):
-                continue
-            digest.update(str(path.relative_to(root.parent)).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def replica_address(subnet: str, service: str, index: int) -> str:
