@@ -13,7 +13,7 @@ from components.elk import Elk, ElkArgs
 from components.network import Networks, NetworksArgs, default_frontend_subnet
 from components.platform.choose import platform_for
 from components.postgres import Postgres, PostgresArgs
-from components.postgres_backup import BackupArgs
+from components.postgres_backup import BackupArgs, BackupSidecar, BackupSidecarArgs
 from components.proxy.component import Proxy, ProxyArgs, Upstream, rejoin_seconds
 from components.redis import Redis, RedisArgs
 from components.secrets import SecretOverrides, Secrets, SecretsArgs
@@ -99,6 +99,27 @@ postgres = Postgres(
         max_connections=config.postgres.max_connections,
     ),
     after_logging,
+)
+
+# Beside Postgres: the services wait for Postgres, not for the backup sidecar.
+backups = (
+    BackupSidecar(
+        "postgres-backup",
+        BackupSidecarArgs(
+            archiving=postgres.archiving,
+            data=postgres.data,
+            config=config.postgres.backup,
+            prefix=prefix,
+            stack=stack,
+            networks=postgres.networks,
+            logs=logs,
+            platform=platform,
+            postgres=postgres.ready,
+        ),
+        after_logging,
+    )
+    if postgres.archiving
+    else None
 )
 
 redis = Redis(

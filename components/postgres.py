@@ -20,7 +20,7 @@ from components.platform.workload import (
     SecretFile,
     Workload,
 )
-from components.postgres_backup import Archiving, BackupArgs, BackupSidecar, BackupSidecarArgs, archiving
+from components.postgres_backup import Archiving, BackupArgs, archiving
 from microstack_common import contract
 
 DATA_DIR = "/var/lib/postgresql/data"
@@ -53,8 +53,9 @@ class Postgres(pulumi.ComponentResource):
 
     With `backup.enabled` the server archives every WAL segment with pgBackRest
     (its image is then built with pgBackRest, components/postgres_backup.py)
-    into a repository apart from the data volume, and a backup sidecar takes
-    the scheduled base backups. With backup off the graph is what it was.
+    into a repository apart from the data volume; the backup sidecar
+    (components/postgres_backup.py, beside this component) takes the
+    scheduled base backups. With backup off the graph is what it was.
     """
 
     host: str
@@ -62,8 +63,10 @@ class Postgres(pulumi.ComponentResource):
     database: str
     user: str
     deployment: Deployment
-    backup: BackupSidecar | None
     archiving: Archiving | None
+    """With backups on: what the backup sidecar shares with Postgres (components/postgres_backup.py)."""
+    data: DataVolume
+    networks: tuple[docker.Network, ...]
 
     def __init__(self, name: str, args: PostgresArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("microstack:database:Postgres", name, None, opts)
@@ -143,29 +146,9 @@ class Postgres(pulumi.ComponentResource):
             ),
             container_resource=f"{name}-container",
         )
-        self.backup = (
-            BackupSidecar(
-                f"{name}-backup",
-                BackupSidecarArgs(
-                    archiving=self.archiving,
-                    data=data,
-                    config=cfg.backup,
-                    prefix=args.prefix,
-                    stack=args.stack,
-                    # Postgres' networks without its alias: clients must never
-                    # reach the sidecar as `postgres`. It needs none of them to
-                    # talk to Postgres (the socket), only to reach an S3 endpoint.
-                    networks=tuple(Attach(attach.network) for attach in networks),
-                    logs=args.logs,
-                    platform=args.platform,
-                    postgres=self.deployment.ready,
-                ),
-                pulumi.ResourceOptions(parent=self),
-            )
-            if self.archiving
-            else None
-        )
         self.ready = self.deployment.ready
+        self.data = data
+        self.networks = tuple(attach.network for attach in networks)
         self.host = contract.Alias.POSTGRES
         self.port = contract.POSTGRES_PORT
         self.database = cfg.database

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
+import pulumi_docker as docker
 
 from components.backup import pgbackrest
 from components.built_image import built_image, source_digest
@@ -199,7 +200,9 @@ class BackupSidecarArgs:
     config: BackupConfig
     prefix: str
     stack: str
-    networks: tuple[Attach, ...]
+    networks: tuple[docker.Network, ...]
+    """Postgres' networks: the sidecar talks to Postgres over the socket and
+    needs a network only to reach an S3 endpoint."""
     logs: LogDriver
     platform: Platform
     postgres: pulumi.Resource
@@ -209,6 +212,8 @@ class BackupSidecarArgs:
 class BackupSidecar(pulumi.ComponentResource):
     """The backup sidecar: components/backup/backup-loop.sh in the pgBackRest image, beside Postgres.
 
+    A component beside Postgres rather than inside it: what depends on
+    Postgres (the services) waits for Postgres, not for the first backup check.
     It creates the stanza, checks that archiving works (then reports healthy),
     and takes a full backup whenever the newest one is older than the
     configured interval, expiring what retention allows. It runs as the
@@ -240,7 +245,8 @@ class BackupSidecar(pulumi.ComponentResource):
                 health=Health(list(pgbackrest.HEALTH_COMMAND), start_period_seconds=SIDECAR_START_PERIOD_SECONDS),
                 logs=args.logs,
                 labels=labels(args.stack, ROLE),
-                networks=args.networks,
+                # Without Postgres' alias: clients must never reach the sidecar as `postgres`.
+                networks=tuple(Attach(network) for network in args.networks),
                 command=["bash", pgbackrest.LOOP_SCRIPT_PATH],
                 # The data directory's owner: pgBackRest reads it and writes the
                 # repository as that user (mode 0600 files, see components/backup).

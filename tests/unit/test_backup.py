@@ -216,6 +216,17 @@ def test_the_sidecar_starts_after_postgres_is_ready() -> None:
     assert "postgres-ready" in {getattr(d, "_name", None) for d in sidecar.options["depends_on"]}
 
 
+def test_the_services_wait_for_postgres_but_not_for_the_backup_sidecar() -> None:
+    program = evaluate_stack("staging")
+    sidecar = program.named("postgres-backup")
+    # Not a child of Postgres: depending on the Postgres component does not wait for it.
+    assert sidecar.options["parent"] is None
+    assert program.named("postgres-backup-container").options["parent"] == "postgres-backup"
+    for service in ("api", "auth"):
+        depends_on = {getattr(d, "_name", None) for d in program.named(service).options["depends_on"]}
+        assert depends_on == {"postgres", "redis"}, service
+
+
 @pytest.mark.parametrize("stack", ["staging", "swarm"])
 def test_the_sidecar_is_not_reachable_as_postgres(stack: str) -> None:
     program = swarm_stack() if stack == "swarm" else evaluate_stack(stack)
