@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The backup sidecar: creates the pgBackRest stanza, checks that WAL archiving
 # works, then takes a full backup whenever the newest backup in the repository
-# is older than BACKUP_FULL_EVERY_SECONDS, and expires what retention allows.
+# is older than BACKUP_FULL_EVERY_SECONDS (pgBackRest expires what retention
+# allows at the end of each backup).
 #
 # The schedule is read from the repository (`pgbackrest info`), not kept in
 # memory, so a restarted or replaced sidecar does not back up again at once.
@@ -39,37 +40,39 @@ instance="${BACKUP_INSTANCE:-$HOSTNAME}"
 stopping=0
 child=0
 
+# jq definitions for every log line: the timestamp as the services write it
+# (UTC, milliseconds) and the shared fields.
+# shellcheck disable=SC2016  # jq variables, not shell ones
+jq_defs='
+def stamp: now as $t
+  | ($t | strftime("%Y-%m-%dT%H:%M:%S")) + "." + ("00" + (($t - ($t | floor)) * 1000 | floor | tostring))[-3:]
+  + "+00:00";
+def record($level; $message):
+  {timestamp: stamp, level: $level, message: $message, service: $service, instance: $instance};
+'
+
 # log LEVEL MESSAGE [EXTRA_JSON_OBJECT]
 log() {
     local extra=${3:-}
     [[ -n $extra ]] || extra='{}'
-    jq -cn \
-        --arg timestamp "$(date -u +%Y-%m-%dT%H:%M:%S.%3N+00:00)" \
-        --arg level "$1" \
-        --arg message "$2" \
-        --arg service "$service" \
-        --arg instance "$instance" \
-        --argjson extra "$extra" \
-        '{timestamp: $timestamp, level: $level, message: $message, service: $service, instance: $instance} + $extra'
+    jq -cn --arg service "$service" --arg instance "$instance" \
+        --arg level "$1" --arg message "$2" --argjson extra "$extra" \
+        "$jq_defs"' record($level; $message) + $extra'
 }
 
-# Turns pgBackRest console lines ("P00   INFO: backup command end: completed
-# successfully") into log records; continuation lines keep the level before them.
+# Turns pgBackRest's console lines ("P00   INFO: backup command end: completed
+# successfully") on stdin into log records, one jq for the whole command;
+# continuation lines (an error's detail) keep the level of the line before.
 pgbackrest_lines() {
-    local command=$1 level=INFO line message
-    while IFS= read -r line; do
-        message=$line
-        if [[ $line =~ ^P[0-9]+\ +([A-Z]+):\ (.*)$ ]]; then
-            case ${BASH_REMATCH[1]} in
-                WARN) level=WARNING ;;
-                ERROR | ASSERT) level=ERROR ;;
-                DETAIL | DEBUG | TRACE) level=DEBUG ;;
-                *) level=INFO ;;
-            esac
-            message=${BASH_REMATCH[2]}
-        fi
-        log "$level" "$message" "$(jq -cn --arg command "$command" '{source: "pgbackrest", command: $command}')"
-    done
+    jq -nRc --unbuffered --arg service "$service" --arg instance "$instance" --arg command "$1" "$jq_defs"'
+        foreach inputs as $line ({level: "INFO"};
+            ([$line | capture("^P[0-9]+ +(?<level>[A-Z]+): (?<message>.*)$")] | .[0]) as $m
+            | if $m == null then .message = $line
+              else .level = ({WARN: "WARNING", ERROR: "ERROR", ASSERT: "ERROR", DETAIL: "DEBUG",
+                              DEBUG: "DEBUG", TRACE: "DEBUG"}[$m.level] // "INFO")
+                | .message = $m.message
+              end;
+            record(.level; .message) + {source: "pgbackrest", command: $command})'
 }
 
 write_status() {
@@ -100,11 +103,15 @@ pause() {
 }
 
 # run_pgbackrest COMMAND [OPTIONS...]: runs it in the background (so a signal
-# reaches it), refreshing the status file while it runs; returns its exit code.
+# reaches it) with its output through pgbackrest_lines (a FIFO rather than a
+# pipe, so $! is pgBackRest itself), refreshing the status file while it runs.
+# Returns its exit code once its last line is logged.
 run_pgbackrest() {
-    local command=$1 started=$SECONDS rc=0
+    local command=$1 started=$SECONDS rc=0 lines
     shift
-    pgbackrest --config="$config" --stanza="$stanza" "$@" "$command" > >(pgbackrest_lines "$command") 2>&1 &
+    pgbackrest_lines "$command" <"$fifo" &
+    lines=$!
+    pgbackrest --config="$config" --stanza="$stanza" "$@" "$command" >"$fifo" 2>&1 &
     child=$!
     local beat=$SECONDS
     while kill -0 "$child" 2>/dev/null; do
@@ -118,6 +125,7 @@ run_pgbackrest() {
     done
     wait "$child" || rc=$?
     child=0
+    wait "$lines" || true
     log "$([[ $rc == 0 ]] && echo INFO || echo ERROR)" "pgbackrest $command exited with $rc" \
         "$(jq -cn --arg command "$command" --argjson rc "$rc" --argjson seconds "$((SECONDS - started))" \
             '{command: $command, exit_code: $rc, duration_seconds: $seconds}')"
@@ -130,6 +138,10 @@ newest_backup_epoch() {
         jq -r '[.[0].backup[]?.timestamp.stop] | max // 0'
 }
 
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fifo=$work/pgbackrest.out
+mkfifo "$fifo"
 mkdir -p "$(dirname "$status_file")"
 write_status starting
 log INFO "backup loop starting" "$(jq -cn --arg stanza "$stanza" --argjson every "$full_every" \
@@ -162,7 +174,7 @@ while ((!stopping)); do
     if ((age >= full_every)); then
         log INFO "newest backup is ${age}s old; taking a full backup" \
             "$(jq -cn --argjson age "$age" '{newest_backup_age_seconds: $age}')"
-        if run_pgbackrest backup --type=full && run_pgbackrest expire; then
+        if run_pgbackrest backup --type=full; then
             write_status ok
         else
             write_status error

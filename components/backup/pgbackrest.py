@@ -32,7 +32,10 @@ Why these pgBackRest settings (option reference: `pgbackrest help <command>
 - `start-fast=y`: a backup asks PostgreSQL for an immediate checkpoint instead
   of waiting up to checkpoint_timeout for a spread one.
 - Logs go to the console only (`log-level-file=off`, stderr off) so the
-  container's log driver carries them; backup-loop.sh wraps each line as JSON.
+  container's log driver carries them; backup-loop.sh wraps each line as JSON
+  and stamps it, so pgBackRest's own timestamp (local time, no zone) is off.
+- No separate `expire`: `backup` runs it after every successful backup (user
+  guide, "Retention"), which is also the only time there is anything to expire.
 - `compress-type=zst`: faster than the default gzip at a similar ratio, which
   shortens both the backup and the restore (Debian builds pgBackRest with zstd).
 """
@@ -96,6 +99,8 @@ class LoopEnv:
     PG_PORT: Final = "BACKUP_PG_PORT"
     FULL_EVERY_SECONDS: Final = "BACKUP_FULL_EVERY_SECONDS"
     POLL_SECONDS: Final = "BACKUP_POLL_SECONDS"
+    # Optional: the wait after a failed step (default ten polls).
+    RETRY_SECONDS: Final = "BACKUP_RETRY_SECONDS"
     STATUS_FILE: Final = "BACKUP_STATUS_FILE"
     SERVICE: Final = "BACKUP_SERVICE"
     INSTANCE: Final = "BACKUP_INSTANCE"
@@ -219,6 +224,7 @@ def render_config(plan: Plan, s3_key: str | None = None, s3_secret: str | None =
         "log-level-console=info",
         "log-level-stderr=off",
         "log-level-file=off",
+        "log-timestamp=n",
     ]
     if repo.kind == "s3":
         if s3_key is None or s3_secret is None:
