@@ -14,10 +14,11 @@
 # backup.
 #
 # SIGTERM/SIGINT: a sleeping loop exits at once. A running pgBackRest command
-# gets SIGTERM too: pgBackRest stops, its connection closes and PostgreSQL
-# aborts the backup; the partial backup stays in the repository unlisted by
-# `info`, and the next full backup resumes from the files it already copied
-# (`resume=y`, pgBackRest's default). The loop then exits 0.
+# gets SIGTERM too and the loop waits for it (about a second): pgBackRest stops,
+# its connection closes and PostgreSQL aborts the backup. The interrupted backup
+# is not listed by `info` and is no base to restore from; the next start takes a
+# full backup again (resuming a partial copy it finds, pgBackRest's `resume`
+# default). The loop then exits 0.
 #
 # Every line on stdout is a JSON object with the fields the services log
 # (timestamp, level, message, service, instance), so Logstash parses them;

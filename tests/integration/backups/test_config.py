@@ -1,4 +1,4 @@
-"""The rendered pgbackrest.conf read by the real pgBackRest 2.45.
+"""The rendered pgbackrest.conf read by the real pgBackRest 2.45, and the scripts under shellcheck.
 
 Every option name is checked with `pgbackrest help <command> <option>` (which
 fails for an option the command does not take), and a posix-repository config
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from components.backup import Plan, Repository, render_config
+from components.backup import BACKUP_LOOP_SCRIPT, HEALTH_COMMAND, RESTORE_SCRIPT, Plan, Repository, render_config
 from tests.support.binaries import require_binary
 
 _INDEXED = re.compile(r"^(repo|pg)\d+-")
@@ -55,3 +55,22 @@ def test_pgbackrest_loads_the_rendered_config_without_a_warning(tmp_path: Path) 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "WARN" not in result.stdout + result.stderr
     assert "missing stanza path" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("shell", "script"),
+    [
+        ("bash", BACKUP_LOOP_SCRIPT.read_text()),
+        ("bash", RESTORE_SCRIPT.read_text()),
+        # Docker runs a CMD-SHELL health check with /bin/sh.
+        ("sh", f"#!/bin/sh\n{HEALTH_COMMAND[1]}\n"),
+    ],
+    ids=["backup-loop", "restore", "health"],
+)
+def test_the_scripts_the_containers_run_pass_shellcheck(tmp_path: Path, shell: str, script: str) -> None:
+    path = tmp_path / "script.sh"
+    path.write_text(script)
+    result = subprocess.run(
+        [require_binary("shellcheck"), f"--shell={shell}", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout

@@ -42,6 +42,20 @@ def rig() -> Iterator[BackupRig]:
         rig.cleanup()
 
 
+@pytest.fixture(scope="module")
+def backed_up_rig() -> Iterator[BackupRig]:
+    """A rig with one full backup and archived WAL, for tests that only look at it."""
+    rig = BackupRig()
+    try:
+        rig.start()
+        rig.pgbackrest_run("stanza-create")
+        rig.pgbackrest_run("--type=full", "backup")
+        rig.pgbackrest_run("check")
+        yield rig
+    finally:
+        rig.cleanup()
+
+
 @pytest.fixture
 def quiet_rig() -> Iterator[BackupRig]:
     """A rig whose server switches WAL segments every 2 s when anything was written."""
@@ -199,9 +213,10 @@ def test_without_a_forced_wal_switch_a_crash_loses_at_most_the_last_archive_time
     )
 
 
-def test_repository_files_belong_to_the_database_user_alone_and_names_carry_no_secret(rig: BackupRig) -> None:
-    rig.pgbackrest_run("--type=full", "backup")
-    rig.pgbackrest_run("check")
+def test_repository_files_belong_to_the_database_user_alone_and_names_carry_no_secret(
+    backed_up_rig: BackupRig,
+) -> None:
+    rig = backed_up_rig
     owner = rig.server.os_user
     paths = [rig.repository, *rig.repository.rglob("*")]
     assert any(path.name.endswith(".zst") and "archive" in path.parts for path in paths), "WAL was archived"
@@ -219,8 +234,8 @@ def test_repository_files_belong_to_the_database_user_alone_and_names_carry_no_s
         assert stat.S_IMODE(info.st_mode) == expected, f"{path}: {oct(stat.S_IMODE(info.st_mode))}"
 
 
-def test_restore_refuses_a_data_directory_that_is_not_empty(rig: BackupRig) -> None:
-    rig.pgbackrest_run("--type=full", "backup")
+def test_restore_refuses_a_data_directory_that_is_not_empty(backed_up_rig: BackupRig) -> None:
+    rig = backed_up_rig
     # The live cluster's own directory: restoring over it must not start.
     result = rig.owner_run(
         ["bash", str(RESTORE_SCRIPT)],
