@@ -180,14 +180,26 @@ def test_a_full_backup_exists_and_only_the_database_user_can_read_it(
 
 
 def _archived(client: docker.DockerClient, stack: Stack) -> None:
-    """Wait until the WAL segment holding everything committed so far is in the repository."""
+    """Wait until the WAL segment holding everything committed so far is in the repository.
+
+    Segment names of one timeline sort in WAL order; `.history` and `.partial`
+    files (archived at a promotion) are not segments and are skipped.
+    """
     postgres = _postgres(stack)
     segment = _sql(client, postgres, "select pg_walfile_name(pg_current_wal_lsn())")
-    _wait_until(
-        lambda: _sql(client, postgres, "select coalesce(last_archived_wal, '') from pg_stat_archiver") >= segment,
-        f"WAL segment {segment} was not archived",
-        ARCHIVE_TIMEOUT_SECONDS * 6,
-    )
+
+    def done() -> bool:
+        last = _sql(client, postgres, "select coalesce(last_archived_wal, '') from pg_stat_archiver")
+        return len(last) == len(segment) and last >= segment
+
+    try:
+        # A failed archive_command is retried after PostgreSQL's 60 s archiver
+        # back-off: allow one such round on top of the archive timeout.
+        _wait_until(done, f"WAL segment {segment} was not archived", ARCHIVE_TIMEOUT_SECONDS * 3 + 60)
+    except AssertionError as error:
+        archiver = _sql(client, postgres, "select * from pg_stat_archiver")
+        log = client.api.logs(postgres, tail=30).decode(errors="replace")
+        raise AssertionError(f"{error}\npg_stat_archiver: {archiver}\nPostgres' log:\n{log}") from None
 
 
 def _lose_restore_and_redeploy(stack: Stack, client: docker.DockerClient, target: str | None) -> tuple[float, float]:
