@@ -13,6 +13,7 @@ from components.elk import Elk, ElkArgs
 from components.network import Networks, NetworksArgs, default_frontend_subnet
 from components.platform.choose import platform_for
 from components.postgres import Postgres, PostgresArgs
+from components.postgres_backup import BackupArgs, BackupSidecar, BackupSidecarArgs
 from components.proxy.component import Proxy, ProxyArgs, Upstream, rejoin_seconds
 from components.redis import Redis, RedisArgs
 from components.secrets import SecretOverrides, Secrets, SecretsArgs
@@ -84,11 +85,41 @@ postgres = Postgres(
         password=secrets.postgres_password,
         logs=logs,
         platform=platform,
+        # WAL archiving and the backup sidecar, with postgres.backup.enabled (docs/backups.md).
+        backup=BackupArgs(
+            config=config.postgres.backup,
+            s3_key_id=secret_config.get("backupS3KeyId"),
+            s3_key_secret=secret_config.get("backupS3KeySecret"),
+            registry=config.images.registry,
+            registry_password=secret_config.get("registryPassword"),
+            image_platform=config.images.platform,
+        ),
         # Fixed in config, checked against the replicas' pools there: not derived
         # from the replica counts, which would restart Postgres on every scaling.
         max_connections=config.postgres.max_connections,
     ),
     after_logging,
+)
+
+# Beside Postgres: the services wait for Postgres, not for the backup sidecar.
+backups = (
+    BackupSidecar(
+        "postgres-backup",
+        BackupSidecarArgs(
+            archiving=postgres.archiving,
+            data=postgres.data,
+            config=config.postgres.backup,
+            prefix=prefix,
+            stack=stack,
+            networks=postgres.networks,
+            logs=logs,
+            platform=platform,
+            postgres=postgres.ready,
+        ),
+        after_logging,
+    )
+    if postgres.archiving
+    else None
 )
 
 redis = Redis(
@@ -193,6 +224,13 @@ pulumi.export(
         "container": postgres.deployment.name,
     },
 )
+if postgres.archiving is not None:
+    # For a restore (docs/backups.md): the image with pgBackRest, and its config
+    # (a secret: with an S3 repository it carries the key pair).
+    pulumi.export(
+        "postgresBackup", {"image": postgres.archiving.image.pinned, "stanza": postgres.archiving.plan.stanza}
+    )
+    pulumi.export("pgbackrestConf", pulumi.Output.secret(postgres.archiving.conf_text))
 pulumi.export("redis", {"host": redis.host, "port": redis.port, "container": redis.deployment.name})
 pulumi.export("postgresPassword", secrets.postgres_password)
 pulumi.export("redisPassword", secrets.redis_password)

@@ -165,6 +165,73 @@ class ProxyConfig(_Model):
         return self
 
 
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+
+
+class BackupRepositoryConfig(_Model):
+    """Where pgBackRest keeps base backups and archived WAL (docs/backups.md).
+
+    `volume`: a named volume of its own on the Docker host (the data node on
+    Swarm), not the data volume. `hostPath`: a directory of that host (`path`),
+    e.g. a mounted NAS. `s3`: an S3-compatible bucket; the access key comes from
+    the secret config keys `microstack:backupS3KeyId` and
+    `microstack:backupS3KeySecret`.
+    """
+
+    kind: Literal["volume", "hostPath", "s3"] = Field("volume", description="volume, hostPath or s3")
+    path: str | None = Field(
+        None,
+        description="hostPath: absolute directory on the Docker host; s3: key prefix (default /microstack-<stack>)",
+    )
+    bucket: str | None = Field(None, description="s3: bucket name")
+    endpoint: str | None = Field(None, description="s3: endpoint host, e.g. s3.eu-central-1.amazonaws.com")
+    region: str | None = Field(None, description="s3: region, e.g. eu-central-1")
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> BackupRepositoryConfig:
+        wanted = {"volume": set(), "hostPath": {"path"}, "s3": {"bucket", "endpoint", "region"}}[self.kind]
+        allowed = wanted | ({"path"} if self.kind == "s3" else set())
+        given = {key for key in ("path", "bucket", "endpoint", "region") if getattr(self, key) is not None}
+        missing = sorted(wanted - given)
+        if missing:
+            raise ValueError(f"kind {self.kind!r} needs {', '.join(missing)}")
+        extra = sorted(given - allowed)
+        if extra:
+            raise ValueError(f"{', '.join(extra)} does not apply to kind {self.kind!r}: remove it")
+        if self.path is not None and (not self.path.startswith("/") or self.path.rstrip("/") == ""):
+            raise ValueError(f"path ({self.path!r}) must be an absolute directory other than /")
+        if self.path is not None and not re.fullmatch(r"[A-Za-z0-9._/-]+", self.path):
+            raise ValueError(f"path ({self.path!r}) may hold only letters, digits, '.', '_', '-' and '/'")
+        if self.bucket is not None and not _BUCKET.match(self.bucket):
+            raise ValueError(f"bucket ({self.bucket!r}) must be an S3 bucket name: 3-63 of a-z, 0-9, '.', '-'")
+        if self.endpoint is not None and not _HOST.match(self.endpoint):
+            raise ValueError(f"endpoint ({self.endpoint!r}) must be a host name with an optional :port, no scheme")
+        if self.region is not None and not re.fullmatch(r"[a-z0-9-]{2,32}", self.region):
+            raise ValueError(f"region ({self.region!r}) must look like eu-central-1")
+        return self
+
+
+class BackupConfig(_Model):
+    """Continuous WAL archiving and scheduled base backups with pgBackRest (docs/backups.md)."""
+
+    enabled: bool = Field(False, description="Archive WAL and take base backups (a change restarts Postgres)")
+    full_backup_interval_hours: int = Field(
+        24, ge=1, le=24 * 31, description="Hours between two full base backups taken by the backup sidecar"
+    )
+    retention_days: int = Field(7, ge=1, le=3650, description="Days of backups kept: the point-in-time recovery window")
+    archive_timeout_seconds: int = Field(
+        60,
+        ge=10,
+        le=3600,
+        description="Postgres switches to a new WAL segment at least this often: the most data a lost host loses",
+    )
+    repository: BackupRepositoryConfig = Field(default_factory=BackupRepositoryConfig)
+    retain_on_delete: bool = Field(True, description="Keep the repository volume on `pulumi destroy` (kind volume)")
+    cpus: Cpus = Field(0.5, description="CPU limit of the backup sidecar, in cores")
+    memory_mb: MemoryMb = Field(256, ge=64, description="Memory limit of the backup sidecar, in MiB")
+
+
 class PostgresConfig(_Model):
     """PostgreSQL on the internal backend network."""
 
@@ -182,6 +249,7 @@ class PostgresConfig(_Model):
     retain_on_delete: bool = Field(
         False, description="Keep the data volume on `pulumi destroy` (the volume then outlives the stack)"
     )
+    backup: BackupConfig = Field(default_factory=BackupConfig)
 
     @field_validator("database", "user")
     @classmethod
@@ -383,6 +451,8 @@ SECRET_KEYS: tuple[str, ...] = (
     "tlsCertificate",
     "tlsPrivateKey",
     "registryPassword",
+    "backupS3KeyId",
+    "backupS3KeySecret",
 )
 
 
@@ -475,6 +545,14 @@ def parse_config(
                 f"{PROJECT}:images.registry: is required on platform 'swarm' when {where}: every node pulls the "
                 "service images, by digest, from a registry (images built on the manager exist on the manager only)"
             )
+        repository = config.postgres.backup.repository
+        if config.postgres.backup.enabled and repository.kind == "s3":
+            for key in ("backupS3KeyId", "backupS3KeySecret"):
+                if key not in present:
+                    problems.append(
+                        f"{PROJECT}:postgres.backup.repository.kind: 's3' needs the secret {PROJECT}:{key} "
+                        f"(pulumi config set --secret {PROJECT}:{key} ...)"
+                    )
         if config.images.registry is not None and "registryPassword" not in present:
             problems.append(
                 f"{PROJECT}:images.registry: needs the secret {PROJECT}:registryPassword "

@@ -11,11 +11,10 @@ from components.common import LogDriver, labels, pulled_image
 from components.config import RedisConfig
 from components.platform import Deployment, Platform
 from components.platform.workload import Attach, DataVolume, Health, Image, Kind, Mount, SecretFile, Workload
-from components.redis_conf import render_redis_conf
+from components.redis_conf import DATA_DIR, render_redis_conf
 from microstack_common import contract
 
 CONF_PATH = "/usr/local/etc/redis/redis.conf"
-DATA_DIR = "/data"
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,12 @@ class RedisArgs:
 
 
 class Redis(pulumi.ComponentResource):
-    """A Redis container with AOF persistence in a named volume.
+    """A Redis container: the services' cache, persisting nothing (see redis_conf.py).
+
+    Its named volume stays mounted as Redis's working directory, so stacks that
+    retain it (`redis.retainOnDelete`) see no resource change; with persistence
+    off Redis writes nothing there, and an AOF left by an earlier version is
+    ignored.
 
     The password is in redis.conf (uploaded as a secret file) because Redis has
     no *_FILE convention; the health check reads the same password from its own

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
 import pulumi_docker as docker
 
-from components.common import LogDriver, labels, pulled_image
+from components.built_image import built_image, source_digest
+from components.common import LogDriver, labels
 from components.config import RegistryConfig
 from components.platform import Deployment, Platform
 from components.platform.containers import pinned_address
@@ -32,18 +31,6 @@ SERVICES_DIR = "services"
 _PROJECT_DIR = Path(__file__).resolve().parents[1]
 # Replica i of a service gets host address FIRST_HOST[service] + i on the frontend subnet.
 FIRST_HOST = {"api": 10, "auth": 100}
-
-
-def source_digest(roots: Iterable[Path]) -> str:
-    """A short digest of every source file under `roots`: the image tag changes exactly when the code does."""
-    digest = hashlib.sha256()
-    for root in roots:
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            if "__pycache__" in path.parts or path.suffix in {".pyc", ".pyo"} or ".egg-info" in str(path):
-                continue
-            digest.update(str(path.relative_to(root.parent)).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def replica_address(subnet: str, service: str, index: int) -> str:
@@ -133,44 +120,21 @@ class ReplicatedService(pulumi.ComponentResource):
     def _image(self, name: str, args: ServiceArgs) -> Image:
         tag = source_digest([_PROJECT_DIR / SERVICES_DIR / "common", _PROJECT_DIR / SERVICES_DIR / args.service])
         repository = f"{args.registry.repository}/{args.service}" if args.registry else f"{args.prefix}/{args.service}"
-        image = docker.Image(
-            f"{name}-image",
-            image_name=f"{repository}:{tag}",
-            # The provider diffs a digest of the build context, which is all of
-            # services/; services/<name>/Dockerfile.dockerignore narrows it to
-            # what this image copies, so an auth-only edit does not rebuild api
-            # (pulumi-docker v4.11 provider/provider.go, hashContext and
-            # getIgnorePatterns: <Dockerfile>.dockerignore is preferred). The
-            # platform is pinned: left out, it is the deploying machine's
-            # architecture, and deploying from an arm64 laptop and an amd64 CI
-            # runner in turn would rebuild, and replace, every time.
-            build=docker.DockerBuildArgs(
-                context=SERVICES_DIR,
-                dockerfile=f"{SERVICES_DIR}/{args.service}/Dockerfile",
-                args={"BASE_IMAGE": args.base_image},
-                platform=args.image_platform,
-            ),
-            # Without a registry the image is built on the Docker host the
-            # provider talks to, which is where the containers run.
-            skip_push=args.registry is None,
-            registry=docker.RegistryArgs(
-                server=args.registry.server, username=args.registry.username, password=args.registry_password
-            )
-            if args.registry
-            else None,
-            opts=pulumi.ResourceOptions(parent=self),
+        return built_image(
+            self,
+            name,
+            repository=repository,
+            tag=tag,
+            # services/<name>/Dockerfile.dockerignore narrows the context
+            # (all of services/) to what this image copies, so an auth-only
+            # edit does not rebuild api.
+            context=SERVICES_DIR,
+            dockerfile=f"{SERVICES_DIR}/{args.service}/Dockerfile",
+            args={"BASE_IMAGE": args.base_image},
+            registry=args.registry,
+            registry_password=args.registry_password,
+            platform=args.image_platform,
         )
-        # Containers name their image by ID: the provider reads a container's
-        # image back as the engine's image ID, so a tag there would show as a
-        # change on every preview and replace every replica. Looking the built
-        # image up (pulled by digest when pushed, so every host runs the same
-        # bytes) gives that ID, and a new ID exactly when the source changes.
-        # Services (Swarm) name it by digest for the same reason: the
-        # provider reads a service's image back as `repo:tag@sha256:…`.
-        # Without a registry there is no digest; the tag, a digest of the
-        # source, is then the pin (one node only: config validation).
-        reference = image.repo_digest if args.registry else image.image_name
-        return Image(local_id=pulled_image(self, f"{name}-built", reference).image_id, pinned=reference)
 
     def _workload(self, name: str, args: ServiceArgs) -> Workload:
         env = contract.Env

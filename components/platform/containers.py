@@ -44,6 +44,9 @@ class ContainersPlatform:
 
     def __init__(self, connection: DockerConnection) -> None:
         self._connection = connection
+        # By resource name: workloads that mount one volume (Postgres and its
+        # backup sidecar) share one resource, created by the first of them.
+        self._volumes: dict[str, docker.Volume] = {}
 
     def network(self, parent: pulumi.Resource, spec: NetworkSpec) -> docker.Network:
         """A bridge network; see components/network.py for why the gateway is declared."""
@@ -67,12 +70,21 @@ class ContainersPlatform:
         )
 
     def volume(self, parent: pulumi.Resource, volume: DataVolume) -> docker.Volume:
-        """A named volume, a resource of its own so replacing the container keeps the data."""
-        return docker.Volume(
-            volume.name,
-            name=volume.docker_name,
-            opts=pulumi.ResourceOptions(parent=parent, retain_on_delete=volume.retain_on_delete),
-        )
+        """A named volume, a resource of its own so replacing the container keeps the data.
+
+        `driver_options` are read back as the engine's `Options` of the volume,
+        which for the local driver are exactly the options it was created with
+        (resource_docker_volume.go, resourceDockerVolumeRead: `driver_opts` =
+        `volume.Options`), so declared options survive a refresh unchanged.
+        """
+        if volume.name not in self._volumes:
+            self._volumes[volume.name] = docker.Volume(
+                volume.name,
+                name=volume.docker_name,
+                driver_opts=dict(volume.driver_options) if volume.driver_options else None,
+                opts=pulumi.ResourceOptions(parent=parent, retain_on_delete=volume.retain_on_delete),
+            )
+        return self._volumes[volume.name]
 
     def run(
         self,
@@ -159,8 +171,13 @@ class ContainersPlatform:
         if workload.user is not None:
             args["user"] = workload.user
         if workload.mounts:
+            # `read_only` only where set: the provider never reads a container's
+            # `volumes` back (resourceDockerContainerRead leaves them as declared,
+            # resource_docker_container_funcs.go, "// volumes"), so either spelling is stable.
             args["volumes"] = [
-                docker.ContainerVolumeArgs(volume_name=volumes[m.volume.name].name, container_path=m.path)
+                docker.ContainerVolumeArgs(
+                    volume_name=volumes[m.volume.name].name, container_path=m.path, read_only=m.read_only or None
+                )
                 for m in workload.mounts
             ]
         if workload.ports:

@@ -297,7 +297,20 @@ class SwarmPlatform:
                 # the volume at the task's first start and never removes it.
                 mounts=[
                     docker.ServiceTaskSpecContainerSpecMountArgs(
-                        type="volume", source=m.volume.docker_name, target=m.path, read_only=False
+                        type="volume",
+                        source=m.volume.docker_name,
+                        target=m.path,
+                        read_only=m.read_only,
+                        # A volume bound to a host directory: created by Swarm
+                        # with these local-driver options. The read-back stores
+                        # no_copy, labels, driver_name and driver_options of a
+                        # mount's VolumeOptions (flattenServiceMounts): each is
+                        # declared as the engine returns it (no labels: an empty set).
+                        volume_options=docker.ServiceTaskSpecContainerSpecMountVolumeOptionsArgs(
+                            no_copy=False, driver_name="local", driver_options=dict(m.volume.driver_options)
+                        )
+                        if m.volume.driver_options
+                        else None,
                     )
                     for m in workload.mounts
                 ]

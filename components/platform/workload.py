@@ -85,12 +85,17 @@ class DataVolume:
     """The Pulumi resource name."""
     docker_name: str
     retain_on_delete: bool
+    driver_options: Mapping[str, str] | None = None
+    """Options of Docker's `local` driver, e.g. a bind of a host directory (None: a plain volume)."""
 
 
 @dataclass(frozen=True)
 class Mount:
+    """A volume mounted into the workload; workloads that mount one DataVolume share it."""
+
     volume: DataVolume
     path: str
+    read_only: bool = False
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -190,6 +190,12 @@ class PostgresServer(_ManagedProcess):
     `password_file`, password (scram) authentication on TCP, and a database
     named `database`. `durable=False` (the default) turns off fsync: tests need
     real SQL semantics, not crash safety, and fsync on CI disks is slow.
+
+    For backup tests: `settings` adds `-c` server settings (WAL archiving);
+    `local_trust` trusts connections on the Unix socket, as the official
+    image does, with the socket directory private to the server's OS user;
+    `restored=True` starts on a data directory something else fills (a
+    restore, with `password` the original cluster's): no initdb, no createdb.
     """
 
     def __init__(
@@ -200,6 +206,10 @@ class PostgresServer(_ManagedProcess):
         database: str = "microstack",
         durable: bool = False,
         max_connections: int = 200,
+        settings: Mapping[str, str] | None = None,
+        local_trust: bool = False,
+        restored: bool = False,
+        password: str | None = None,
     ) -> None:
         self._postgres = require_binary("postgres")
         self._initdb = require_binary("initdb")
@@ -211,13 +221,37 @@ class PostgresServer(_ManagedProcess):
         self.database = database
         self.durable = durable
         self.max_connections = max_connections
-        self.password = _secrets.token_urlsafe(18)
+        self.settings = dict(settings or {})
+        self.local_trust = local_trust
+        self.password = password if password is not None else _secrets.token_urlsafe(18)
         self.password_file = workdir / "password"
         self.password_file.write_text(self.password)
         self.data_dir = workdir / "data"
         self.socket_dir = workdir / "socket"
         self._owner = _unprivileged_user() if os.geteuid() == 0 else None
         self._initialised = False
+        if restored:
+            self._prepare_directories()
+            self._initialised = True
+
+    def owner_command(self, argv: list[str]) -> list[str]:
+        """`argv` run as the server's OS user (the owner of its data), e.g. for pgBackRest."""
+        return self._preexec_user() + argv
+
+    @property
+    def os_user(self) -> pwd.struct_passwd:
+        """The OS user the server runs as."""
+        return self._owner if self._owner is not None else pwd.getpwuid(os.geteuid())
+
+    def _prepare_directories(self) -> None:
+        self.socket_dir.mkdir()
+        if self.local_trust:
+            self.socket_dir.chmod(0o700)
+        if self._owner is not None:
+            for path in (self.workdir, self.socket_dir):
+                os.chown(path, self._owner.pw_uid, self._owner.pw_gid)
+            self.log_path.touch()
+            os.chown(self.log_path, self._owner.pw_uid, self._owner.pw_gid)
 
     def _preexec_user(self) -> list[str]:
         if self._owner is None:
@@ -231,14 +265,12 @@ class PostgresServer(_ManagedProcess):
         ]
 
     def _initialise(self) -> None:
-        self.socket_dir.mkdir()
+        self._prepare_directories()
         pwfile = self.workdir / "initdb-pw"
         pwfile.write_text(self.password + "\n")
         if self._owner is not None:
-            for path in (self.workdir, self.socket_dir, pwfile):
-                os.chown(path, self._owner.pw_uid, self._owner.pw_gid)
-            self.log_path.touch()
-            os.chown(self.log_path, self._owner.pw_uid, self._owner.pw_gid)
+            os.chown(pwfile, self._owner.pw_uid, self._owner.pw_gid)
+        auth = ["--auth-local=trust", "--auth-host=scram-sha-256"] if self.local_trust else ["--auth=scram-sha-256"]
         result = subprocess.run(
             [
                 *self._preexec_user(),
@@ -248,7 +280,7 @@ class PostgresServer(_ManagedProcess):
                 "-U",
                 self.user,
                 f"--pwfile={pwfile}",
-                "--auth=scram-sha-256",
+                *auth,
                 "--encoding=UTF8",
                 "--no-sync",
             ],
@@ -270,6 +302,7 @@ class PostgresServer(_ManagedProcess):
             "fsync": "on" if self.durable else "off",
             "synchronous_commit": "on" if self.durable else "off",
             "full_page_writes": "on" if self.durable else "off",
+            **self.settings,
         }
         command = [self._postgres, "-D", str(self.data_dir)]
         for key, value in settings.items():

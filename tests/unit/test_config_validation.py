@@ -46,6 +46,88 @@ INVALID = [
     ),
     ({"images": {"postgres": "postgres"}}, "microstack:images.postgres", "pinned by tag or digest"),
     ({"images": {"redis": "redis:latest"}}, "microstack:images.redis", "pinned by tag or digest"),
+    ({"postgres": {"backup": {"enabled": "yes"}}}, "microstack:postgres.backup.enabled", "valid boolean"),
+    (
+        {"postgres": {"backup": {"fullBackupIntervalHours": 0}}},
+        "microstack:postgres.backup.fullBackupIntervalHours",
+        "greater than or equal to 1",
+    ),
+    ({"postgres": {"backup": {"retentionDays": 0}}}, "microstack:postgres.backup.retentionDays", "greater than or"),
+    (
+        {"postgres": {"backup": {"archiveTimeoutSeconds": 5}}},
+        "microstack:postgres.backup.archiveTimeoutSeconds",
+        "greater than or equal to 10",
+    ),
+    ({"postgres": {"backup": {"cpus": 0.05}}}, "microstack:postgres.backup.cpus", "reads back as '0.1'"),
+    ({"postgres": {"backup": {"memoryMb": 32}}}, "microstack:postgres.backup.memoryMb", "greater than or equal"),
+    (
+        {"postgres": {"backup": {"repository": {"kind": "nfs"}}}},
+        "microstack:postgres.backup.repository.kind",
+        "'volume', 'hostPath' or 's3'",
+    ),
+    (
+        {"postgres": {"backup": {"repository": {"kind": "hostPath"}}}},
+        "microstack:postgres.backup.repository",
+        "kind 'hostPath' needs path",
+    ),
+    (
+        {"postgres": {"backup": {"repository": {"kind": "hostPath", "path": "backups"}}}},
+        "microstack:postgres.backup.repository",
+        "must be an absolute directory",
+    ),
+    (
+        {"postgres": {"backup": {"repository": {"kind": "hostPath", "path": "/srv/my backups"}}}},
+        "microstack:postgres.backup.repository",
+        "may hold only letters",
+    ),
+    (
+        {"postgres": {"backup": {"repository": {"kind": "s3", "bucket": "b-k"}}}},
+        "microstack:postgres.backup.repository",
+        "kind 's3' needs endpoint, region",
+    ),
+    (
+        {"postgres": {"backup": {"repository": {"bucket": "backups"}}}},
+        "microstack:postgres.backup.repository",
+        "bucket does not apply to kind 'volume'",
+    ),
+    (
+        {
+            "postgres": {
+                "backup": {"repository": {"kind": "s3", "bucket": "b", "endpoint": "s3.example.com", "region": "eu-1"}}
+            }
+        },
+        "microstack:postgres.backup.repository",
+        "must be an S3 bucket name",
+    ),
+    (
+        {
+            "postgres": {
+                "backup": {
+                    "repository": {
+                        "kind": "s3",
+                        "bucket": "backups",
+                        "endpoint": "https://s3.example.com",
+                        "region": "eu-1",
+                    }
+                }
+            }
+        },
+        "microstack:postgres.backup.repository",
+        "host name with an optional :port, no scheme",
+    ),
+    (
+        {
+            "postgres": {
+                "backup": {
+                    "enabled": True,
+                    "repository": {"kind": "s3", "bucket": "backups", "endpoint": "s3.example.com", "region": "eu-1"},
+                }
+            }
+        },
+        "microstack:postgres.backup.repository.kind",
+        "'s3' needs the secret microstack:backupS3KeyId",
+    ),
+    ({"postgres": {"backup": {"schedule": "daily"}}}, "microstack:postgres.backup.schedule", "not a known key"),
     ({"api": 3}, "microstack:api", "must be an object"),
     ({"apii": {"replicas": 2}}, "microstack:apii", "not a known key"),
 ]

@@ -136,7 +136,17 @@ def test_swarm_declares_services_not_containers_except_the_one_off_jobs(swarm: P
     assert gates.pop("logging-kibana-setup-ready") == "exited-zero"
     assert set(gates.values()) == {"service-updated"} and len(gates) == len(swarm.of_type(SERVICE))
     roles = {w.role for w in workloads(swarm) if w.resource.type == SERVICE}
-    assert roles == {"api", "auth", "postgres", "redis", "proxy", "elasticsearch", "logstash", "kibana"}
+    assert roles == {
+        "api",
+        "auth",
+        "postgres",
+        "postgres-backup",
+        "redis",
+        "proxy",
+        "elasticsearch",
+        "logstash",
+        "kibana",
+    }
     # Swarm creates a task's named volume on its node; a Volume resource would exist on the manager only.
     assert not swarm.of_type(VOLUME)
 
@@ -257,7 +267,8 @@ def test_data_stores_stop_first_on_the_labelled_node_with_named_volumes(swarm: P
     assert inputs["updateConfig"]["order"] == "stop-first"
     assert inputs["rollbackConfig"]["order"] == "stop-first"
     assert inputs["taskSpec"]["placement"]["constraints"] == ["node.labels.microstack.data == true"]
-    [mount] = inputs["taskSpec"]["containerSpec"]["mounts"]
+    # Postgres also mounts its backup repository and socket directory (test_backup.py).
+    [mount] = [m for m in inputs["taskSpec"]["containerSpec"]["mounts"] if m["target"] == path]
     assert mount == {"type": "volume", "source": f"microstack-swarm-{role}-data", "target": path, "readOnly": False}
 
 
