@@ -16,6 +16,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -45,7 +46,9 @@ def until(found: Callable[[], list[dict[str, object]]], poke: Callable[[], None]
 
 
 def assert_every_line_is_json(proxy: ProxyProcess) -> list[dict[str, object]]:
-    lines = proxy.output_lines()
+    deadline = time.monotonic() + 5
+    while not (lines := proxy.output_lines()) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the last answer's log line may still be on its way
     assert lines
     records = []
     for line in lines:
@@ -140,4 +143,37 @@ def test_the_stop_signal_reaches_the_proxy_through_the_wrapper(kind: ProxyKind, 
     assert proxy.process.returncode == 0
     with pytest.raises(OSError):
         http_get(proxy.http_port, "/health")
+    assert_every_line_is_json(proxy)
+
+
+RELOAD_SIGNAL = {ProxyKind.NGINX: signal.SIGHUP, ProxyKind.HAPROXY: signal.SIGUSR2}
+
+
+def children(pid: int) -> set[int]:
+    return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_reload_signal_reaches_the_proxy_through_the_wrapper(kind: ProxyKind, start_proxy: ProxyStarter) -> None:
+    """The proxy's master is the wrapper's child; a reload replaces the master's workers."""
+    proxy = start_proxy(kind, wrapped=True)
+    assert proxy.process is not None
+    (master,) = children(proxy.process.pid)
+    deadline = time.monotonic() + 10
+    while not children(master) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = children(master)
+    assert workers
+    # As for the stop signal: HAProxy's master may still be re-executing itself just after start.
+    for _ in range(5):
+        proxy.process.send_signal(RELOAD_SIGNAL[kind])
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and not (children(master) - workers):
+            time.sleep(0.05)
+        if children(master) - workers:
+            break
+    assert children(master) - workers, "no new worker after the reload signal"
+    assert proxy.process.poll() is None
+    assert http_get(proxy.http_port, "/health")[0] == 200
+    get(proxy, "/api/instance")
     assert_every_line_is_json(proxy)
