@@ -12,6 +12,7 @@ from components.common import LogDriver, labels, pulled_image
 from components.config import ProxyConfig
 from components.platform import Deployment, Platform
 from components.platform.workload import Attach, ConfigFile, Health, Image, Kind, Publish, SecretFile, Workload
+from components.proxy import events
 from components.proxy.haproxy import render_haproxy
 from components.proxy.model import (
     Cache,
@@ -20,6 +21,7 @@ from components.proxy.model import (
     Listen,
     PassiveCheck,
     Paths,
+    ProxyKind,
     ProxyModel,
     RateLimit,
     Server,
@@ -145,7 +147,10 @@ class Proxy(pulumi.ComponentResource):
         model = build_model(cfg, args.api, args.auth)
         haproxy = cfg.kind == "haproxy"
         text = render_haproxy(model) if haproxy else render_nginx(model)
-        configs = [ConfigFile("proxy-conf", HAPROXY_CFG if haproxy else NGINX_CONF, text)]
+        configs = [
+            ConfigFile("proxy-conf", HAPROXY_CFG if haproxy else NGINX_CONF, text),
+            ConfigFile("proxy-log", events.CONTAINER_SCRIPT, events.script_text()),
+        ]
         secrets = []
         if model.tls is not None:
             certificate, key = self._tls_pair(name, args)
@@ -156,6 +161,19 @@ class Proxy(pulumi.ComponentResource):
                 configs.append(ConfigFile("tls-certificate", model.tls.certificate_path, certificate))
                 secrets.append(SecretFile("tls-key", model.tls.key_path, key))
 
+        # The image's own command, run under the log wrapper (components/proxy/events.py),
+        # which makes the wrapper PID 1: the image entrypoints exec any command that
+        # is not the proxy's name unchanged.
+        proxy_command = ["haproxy", "-W", "-db", "-f", HAPROXY_CFG] if haproxy else ["nginx", "-g", "daemon off;"]
+        docker_name = f"{args.prefix}-proxy"
+        replicas = [
+            (upstream.alias, f"{upstream.alias}-{index}", f"{address}:{upstream.port}")
+            for upstream in (args.api, args.auth)
+            for index, address in enumerate(upstream.addresses, 1)
+        ]
+        command = events.wrapped_command(
+            model, ProxyKind(cfg.kind), proxy_command, instance=docker_name, replicas=replicas
+        )
         image = pulled_image(self, name, args.image)
         ports = [Publish(cfg.http_port, cfg.http_port, cfg.bind_address)]
         if model.tls is not None:
@@ -164,10 +182,11 @@ class Proxy(pulumi.ComponentResource):
             self,
             Workload(
                 name=name,
-                docker_name=f"{args.prefix}-proxy",
+                docker_name=docker_name,
                 role="proxy",
                 kind=Kind.EDGE,
                 image=Image(local_id=image.image_id, pinned=image.repo_digest),
+                command=command,
                 memory_mb=cfg.memory_mb,
                 cpus=cfg.cpus,
                 health=Health(_probe(cfg.http_port), start_period_seconds=10),
@@ -180,7 +199,8 @@ class Proxy(pulumi.ComponentResource):
                 # Lets the unprivileged HAProxy user bind ports below 1024 in its
                 # own network namespace only; harmless for nginx.
                 sysctls={"net.ipv4.ip_unprivileged_port_start": "0"},
-                # Both finish in-flight requests on these: nginx's graceful quit, HAProxy's soft stop.
+                # Both finish in-flight requests on these: nginx's graceful quit, HAProxy's soft
+                # stop. The wrapper passes them on and exits with the proxy's status.
                 stop_signal="SIGUSR1" if haproxy else "SIGQUIT",
             ),
             container_resource=f"{name}-container",

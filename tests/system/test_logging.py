@@ -96,3 +96,88 @@ def test_service_log_lines_arrive_as_gelf_with_the_json_intact(
     container = docker_client.containers.get(message["_container_id"])
     printed = [line for line in container.logs().decode().splitlines() if request_id in line]
     assert message["short_message"] in printed
+
+
+@pytest.fixture(scope="module", params=["nginx", "haproxy"])
+def breaker_stack(
+    request: pytest.FixtureRequest,
+    docker_client: docker.DockerClient,
+    test_images: BuiltImages,
+    gelf: GelfListener,
+) -> Iterator[Stack]:
+    """The logging stack for nginx; for HAProxy another one like it, sending to the same listener."""
+    if request.param == "nginx":
+        yield request.getfixturevalue("logging_stack")
+        return
+    config = stack_config(
+        test_images,
+        "haproxy",
+        free_port(),
+        free_subnet(docker_client),
+        logging={"enabled": True, "gelfPort": gelf.port},
+    )
+    elk_images = {getattr(ImagesConfig(), key) for key in ELK_IMAGE_KEYS}
+
+    def is_elk(resource: Resource) -> bool:
+        reference = str(resource.inputs.get("image") or resource.inputs.get("name") or "")
+        return reference.split("@")[0] in elk_images
+
+    yield from realize_stack(docker_client, config, stack_name=unique_stack_name("gelf-haproxy"), skip=is_elk)
+
+
+def test_a_killed_replica_and_its_return_arrive_as_breaker_events(
+    breaker_stack: Stack, gelf: GelfListener, docker_client: docker.DockerClient
+) -> None:
+    """Through Docker's gelf driver from the proxy container's log wrapper: down, then up."""
+    command = breaker_stack.program.container("proxy-container").inputs["command"]
+    kind = str(command[command.index("--proxy") + 1])
+    (proxy,) = breaker_stack.containers_with_role("proxy")
+    proxy_name = breaker_stack.container_name(proxy)
+    replica = breaker_stack.containers_with_role("api")[0]
+    container = docker_client.containers.get(breaker_stack.container_id(replica))
+    started = time.time()
+
+    def event(name: str, replica_name: str | None = None) -> Any:
+        def matches(message: dict[str, Any]) -> bool:
+            line = _json_line(message)
+            return (
+                message.get("_container_name") == proxy_name
+                and message.get("timestamp", 0) >= started
+                and line is not None
+                and line.get("event") == name
+                and line.get("upstream") == "api"
+                and (replica_name is None or line.get("replica") == replica_name)
+            )
+
+        return matches
+
+    def traffic_until(predicate: Any, what: str) -> dict[str, Any]:
+        # nginx notices a dead replica only on live traffic.
+        deadline = time.monotonic() + 60
+        with httpx.Client(base_url=breaker_stack.base_url, timeout=10) as client:
+            while time.monotonic() < deadline:
+                found = gelf.matching(predicate)
+                if found:
+                    line = _json_line(found[0])
+                    assert line is not None
+                    return line
+                client.get(f"{contract.API_PREFIX}/instance")
+                time.sleep(0.2)
+        raise AssertionError(f"no {what} from {proxy_name} within 60s; errors: {gelf.errors[:3]}")
+
+    networks = container.attrs["NetworkSettings"]["Networks"].values()
+    addresses = {f"{n['IPAddress']}:{contract.API_PORT}" for n in networks}
+    container.kill()
+    try:
+        down = traffic_until(event("replica_down", "api-1"), "replica_down")
+    finally:
+        container.reload()
+        if container.status != "running":
+            container.start()
+    assert down["proxy"] == kind and down["service"] == "proxy" and down["instance"] == proxy_name
+    assert down["reason"] and down["detail"], down
+    # The replica's own name and address, also from HAProxy, whose discovery
+    # slot holding it may have any number.
+    assert down["address"] in addresses, down
+    up = traffic_until(event("replica_up", "api-1"), "replica_up")
+    assert up["level"] == "INFO" and up["reason"], up

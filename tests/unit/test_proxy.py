@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from components.proxy import events
 from components.proxy.component import HAPROXY_CFG, NGINX_CONF
 from microstack_common import contract
 from tests.support.program import Program, run_program
@@ -85,3 +86,34 @@ def test_proxy_starts_after_every_replica() -> None:
     assert {"api", "auth"} <= depends
     children = {r.name for r in program.resources if r.options.get("parent") in {"api", "auth"}}
     assert {"api-1", "api-2", "auth-1", "api-1-ready", "api-2-ready", "auth-1-ready"} <= children
+
+
+@pytest.mark.parametrize(
+    ("kind", "proxy_command"),
+    [("nginx", ["nginx", "-g", "daemon off;"]), ("haproxy", ["haproxy", "-W", "-db", "-f", HAPROXY_CFG])],
+)
+def test_the_proxy_runs_under_its_uploaded_log_wrapper(kind: str, proxy_command: list[str]) -> None:
+    program = run_program({"proxy": {"kind": kind}})
+    container = program.container("proxy-container")
+    command = container.inputs["command"]
+    assert command[:2] == ["perl", events.CONTAINER_SCRIPT]
+    assert command[command.index("--") + 1 :] == proxy_command
+    assert command[command.index("--proxy") + 1] == kind
+    assert command[command.index("--instance") + 1] == container.inputs["name"]
+    assert _uploads(program)[events.CONTAINER_SCRIPT]["content"] == events.script_text()
+
+
+def test_nginx_log_wrapper_knows_each_replica_by_its_instance_name() -> None:
+    program = run_program({"api": {"replicas": 2}})
+    command = program.container("proxy-container").inputs["command"]
+    replicas = [command[i + 1] for i, arg in enumerate(command) if arg == "--replica"]
+    frontend = program.named("networks-frontend").inputs["name"]
+    expected = []
+    for name in ("api-1", "api-2", "auth-1"):
+        container = program.container(name)
+        [address] = [n["ipv4Address"] for n in container.inputs["networksAdvanced"] if n["name"] == frontend]
+        env = dict(e.split("=", 1) for e in container.inputs["envs"])
+        assert env[contract.Env.INSTANCE_NAME] == name
+        port = contract.API_PORT if name.startswith("api") else contract.AUTH_PORT
+        expected.append(f"{name.split('-')[0]}/{name}={address}:{port}")
+    assert replicas == expected

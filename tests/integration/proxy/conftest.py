@@ -111,11 +111,11 @@ def start_proxy(pool: Replicas, make_model: ModelFactory, proxy_root: Path) -> I
     """Start a proxy of a kind in front of `pool`; keyword arguments override model fields."""
     started: list[ProxyProcess] = []
 
-    def start(kind: ProxyKind, **overrides: object) -> ProxyProcess:
+    def start(kind: ProxyKind, *, wrapped: bool = False, **overrides: object) -> ProxyProcess:
         fields = e2e_fields(proxy_root)
         fields.update(overrides)
         model = make_model(api_ports=pool.api_ports, auth_ports=pool.auth_ports, **fields)
-        proxy = ProxyProcess(kind, model, proxy_root)
+        proxy = ProxyProcess(kind, model, proxy_root, wrapped=wrapped)
         started.append(proxy)
         return proxy.start()
 

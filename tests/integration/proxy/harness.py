@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -32,7 +32,7 @@ from cryptography.x509.oid import NameOID
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
-from components.proxy import render
+from components.proxy import events, render
 from components.proxy.model import Paths, ProxyKind, ProxyModel, Server, Tls, pem_bundle
 from microstack_common import contract
 from tests.support.binaries import require_binary
@@ -160,16 +160,22 @@ class ProxyProcess:
 
     `start` waits until the proxy's own `/health` answers; `stop` ends it.
     For HAProxy, `servers_state` and `server_stats` read the runtime API on
-    the model's stats socket.
+    the model's stats socket. With `wrapped`, the proxy runs under
+    proxy-log.pl as in its container, logging to its stdout and stderr, and
+    `log_path` holds what the container would write.
     """
 
     kind: ProxyKind
     model: ProxyModel
     root: Path
+    wrapped: bool = False
     config: Path = field(init=False)
     process: subprocess.Popen[bytes] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
+        if self.wrapped:
+            paths = replace(self.model.paths, access_log="/dev/stdout", error_log="/dev/stderr")
+            self.model = replace(self.model, paths=paths)
         self.config = write_config(self.model, self.kind, self.root)
 
     @property
@@ -184,7 +190,9 @@ class ProxyProcess:
 
     @property
     def log_path(self) -> Path:
-        """Where access log lines go: nginx writes the file, HAProxy its stdout."""
+        """Where access log lines go: nginx writes the file, HAProxy its stdout, the wrapper its stdout."""
+        if self.wrapped:
+            return self.root / "proxy.out"
         if self.kind is ProxyKind.NGINX:
             return Path(self.model.paths.access_log)
         return self.root / "haproxy.out"
@@ -198,9 +206,14 @@ class ProxyProcess:
             command = [binary, "-p", str(self.root), "-c", str(self.config), "-g", "daemon off;"]
         else:
             command = [binary, "-W", "-db", "-f", str(self.config)]
-        with (self.root / "haproxy.out" if self.kind is ProxyKind.HAPROXY else self.root / "nginx.out").open(
-            "ab"
-        ) as out:
+        output = self.root / ("haproxy.out" if self.kind is ProxyKind.HAPROXY else "nginx.out")
+        if self.wrapped:
+            output = self.log_path
+            command = events.wrapped_command(
+                self.model, self.kind, command, instance="proxy", script=str(events.SCRIPT)
+            )
+            command[0] = require_binary("perl")
+        with output.open("ab") as out:
             self.process = subprocess.Popen(
                 command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.root
             )
@@ -278,6 +291,17 @@ class ProxyProcess:
             if line.startswith("{"):
                 records.append(json.loads(line))
         return records
+
+    def output_lines(self) -> list[str]:
+        """Every line written so far to `log_path` (with `wrapped`: all the container would log)."""
+        if not self.log_path.exists():
+            return []
+        return [line for line in self.log_path.read_text(errors="replace").splitlines() if line.strip()]
+
+    def events(self, event: str) -> list[dict[str, object]]:
+        """The JSON lines so far whose `event` is `event` (with `wrapped`)."""
+        records = (json.loads(line) for line in self.output_lines() if line.startswith("{"))
+        return [record for record in records if record.get("event") == event]
 
     def __enter__(self) -> Self:
         return self.start()
