@@ -36,7 +36,6 @@ def render_haproxy(model: ProxyModel) -> str:
         m=model,
         t=model.timeouts,
         hc=model.health_check,
-        check_connect_seconds=min(model.timeouts.connect_seconds, model.health_check.timeout),
         health_path=contract.HEALTH_PATH,
         request_id_header=contract.REQUEST_ID_HEADER,
         per_second_limit=rate.requests_per_second + rate.burst,

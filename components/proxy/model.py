@@ -211,14 +211,15 @@ class HealthCheck:
     timeout_seconds: float | None = None
     fast_interval_seconds: float | None = None
     # Consecutive failed live responses (5xx, timeouts) that take a server
-    # out before the next check would (HAProxy `observe layer7`).
+    # out before the next check would (HAProxy `observe layer7`); 0 leaves
+    # live traffic out of it.
     error_limit: int = 3
 
     def __post_init__(self) -> None:
         _check_positive("health check interval_seconds", self.interval_seconds)
-        if self.fall < 1 or self.rise < 1 or self.error_limit < 1:
+        if self.fall < 1 or self.rise < 1 or self.error_limit < 0:
             raise ModelError(
-                "health check fall, rise and error_limit must be at least 1, got "
+                "health check fall and rise must be at least 1 and error_limit at least 0, got "
                 f"{self.fall}, {self.rise}, {self.error_limit}"
             )
         for what, value in (
@@ -242,7 +243,8 @@ class PassiveCheck:
     """nginx's only failure detection: errors on live traffic.
 
     One failed attempt (`max_fails`) takes a server out for `fail_timeout`;
-    then nginx lets a single request probe it again.
+    then nginx lets a single request probe it again. `max_fails` 0 never
+    takes a server out.
     """
 
     max_fails: int = 1
@@ -250,8 +252,8 @@ class PassiveCheck:
     fail_timeout_seconds: int = 10
 
     def __post_init__(self) -> None:
-        if self.max_fails < 1:
-            raise ModelError(f"max_fails must be at least 1, got {self.max_fails}")
+        if self.max_fails < 0:
+            raise ModelError(f"max_fails must be at least 0, got {self.max_fails}")
         _check_positive("fail_timeout_seconds", self.fail_timeout_seconds)
 
 
@@ -259,16 +261,21 @@ class PassiveCheck:
 class Timeouts:
     """How long the proxy waits, and how often it retries another replica.
 
-    `read_seconds` is the longest an upstream may take to answer; it is also
-    how long a frozen replica can hold a request before an idempotent request
-    moves on to the next one. `retries` counts extra attempts after the first.
+    `connect_seconds` stays above Linux's first SYN retransmission (1 s): a
+    busy replica with a full accept queue drops a SYN and accepts its retry a
+    second later, which is load, not a failure. `read_seconds` is the longest
+    an upstream may take to answer; it is also how long a frozen replica can
+    hold a request before an idempotent request moves on to the next one.
+    `retries` counts extra attempts after the first, for every kind of
+    failure, a 500 included: one retry steps around a sick replica, while a
+    500 that every replica gives reaches the client after two attempts.
     """
 
-    connect_seconds: float = 1.0
+    connect_seconds: float = 2.5
     read_seconds: float = 5.0
     client_seconds: float = 30.0
     keepalive_seconds: float = 15.0
-    retries: int = 2
+    retries: int = 1
 
     def __post_init__(self) -> None:
         for what, value in (

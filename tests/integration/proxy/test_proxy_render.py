@@ -15,6 +15,7 @@ from components.proxy.model import (
     DnsDiscovery,
     HealthCheck,
     ModelError,
+    PassiveCheck,
     Paths,
     ProxyKind,
     ProxyModel,
@@ -96,10 +97,10 @@ NGINX_FRAGMENTS = [
     "least_conn;",
     "server 127.0.0.1:18000 max_fails=1 fail_timeout=10s;",
     "server 127.0.0.1:18001 backup max_fails=0;",
-    "proxy_next_upstream error timeout http_502 http_503 http_504;",
-    "proxy_next_upstream_tries 3;",
-    "proxy_next_upstream_timeout 18000ms;",
-    "proxy_connect_timeout 1000ms;",
+    "proxy_next_upstream error timeout http_500 http_502 http_503 http_504;",
+    "proxy_next_upstream_tries 2;",
+    "proxy_next_upstream_timeout 15000ms;",
+    "proxy_connect_timeout 2500ms;",
     "proxy_read_timeout 5000ms;",
     "limit_req_zone $binary_remote_addr zone=microstack_rate:10m rate=50r/s;",
     "limit_req zone=microstack_rate burst=100 nodelay;",
@@ -126,10 +127,10 @@ HAPROXY_FRAGMENTS = [
     "http-check send meth GET uri /health ver HTTP/1.1",
     "http-check expect status 200",
     "default-server check weight 100 inter 2000ms fastinter 500ms downinter 2000ms fall 3 rise 2 slowstart 30000ms "
-    "observe layer7 error-limit 3 on-error mark-down",
-    "retries 2",
+    "observe layer4 error-limit 3 on-error sudden-death",
+    "retries 1",
     "option redispatch 1",
-    "retry-on conn-failure empty-response response-timeout 502 503 504",
+    "retry-on conn-failure empty-response response-timeout 500 502 503 504",
     "http-request disable-l7-retry unless { method GET HEAD OPTIONS PUT DELETE }",
     "stick-table type ipv6 size 100k expire 60s store gpc0_rate(1s),gpc1_rate(10s)",
     "acl rate_exceeded sc0_gpc0_rate ge 150",
@@ -145,7 +146,7 @@ HAPROXY_FRAGMENTS = [
     "server api-1 127.0.0.1:18000",
     "timeout server 5000ms",
     "timeout check 500ms",
-    "timeout connect 500ms",
+    "timeout connect 2500ms",
 ]
 
 
@@ -168,6 +169,20 @@ def test_nginx_never_retries_non_idempotent_requests(make_model: ModelFactory) -
     ]
     assert directives
     assert all("non_idempotent" not in line for line in directives)
+
+
+def test_haproxy_has_a_single_connect_timeout_above_the_syn_retransmission(make_model: ModelFactory) -> None:
+    """Live connects and checks share it; a check still times out on `timeout check` once connected."""
+    lines = [line.strip() for line in render_haproxy(make_model()).splitlines()]
+    assert [line for line in lines if line.startswith("timeout connect")] == ["timeout connect 2500ms"]
+
+
+def test_ejection_on_live_traffic_can_be_switched_off(make_model: ModelFactory) -> None:
+    model = make_model(health_check=HealthCheck(error_limit=0), passive_check=PassiveCheck(max_fails=0))
+    assert " observe layer" not in render_haproxy(model)
+    nginx = render_nginx(model)
+    assert "max_fails=1" not in nginx
+    assert "server 127.0.0.1:" in nginx and " max_fails=0 fail_timeout=10s;" in nginx
 
 
 def test_haproxy_has_no_slowstart_when_it_is_zero(make_model: ModelFactory) -> None:
