@@ -201,8 +201,10 @@ class HealthCheck:
     """Active health checks (HAProxy) on each server's `contract.HEALTH_PATH`.
 
     `timeout_seconds` and `fast_interval_seconds` default to a quarter of the
-    interval: a server that stops answering is then marked down within
-    `interval × fall` (for fall ≥ 2) even when it froze just after a check.
+    interval: a server whose checks fail (refused, or 503 while draining) is
+    then marked down within `interval × fall` (for fall ≥ 2) even when it
+    failed just after a check. One that accepts and never answers takes
+    longer, see `Timeouts`.
     """
 
     interval_seconds: float = 2.0
@@ -263,7 +265,13 @@ class Timeouts:
 
     `connect_seconds` stays above Linux's first SYN retransmission (1 s): a
     busy replica with a full accept queue drops a SYN and accepts its retry a
-    second later, which is load, not a failure. `read_seconds` is the longest
+    second later, which is load, not a failure. HAProxy's checks share it: a
+    check on a replica that accepts but never answers (frozen) fails only
+    after min(check interval, connect) however short `timeout check` is, so
+    HAProxy marks a frozen replica down within interval + c + (fall - 1) x
+    (fast interval + c), c = min(interval, connect): 7.5 s with the defaults
+    (a killed, refusing or draining replica within interval x fall as
+    before). 1.5 s keeps c small while covering one retransmission. `read_seconds` is the longest
     an upstream may take to answer; it is also how long a frozen replica can
     hold a request before an idempotent request moves on to the next one.
     `retries` counts extra attempts after the first, for every kind of
@@ -271,7 +279,7 @@ class Timeouts:
     500 that every replica gives reaches the client after two attempts.
     """
 
-    connect_seconds: float = 2.5
+    connect_seconds: float = 1.5
     read_seconds: float = 5.0
     client_seconds: float = 30.0
     keepalive_seconds: float = 15.0

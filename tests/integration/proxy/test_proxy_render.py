@@ -99,8 +99,8 @@ NGINX_FRAGMENTS = [
     "server 127.0.0.1:18001 backup max_fails=0;",
     "proxy_next_upstream error timeout http_500 http_502 http_503 http_504;",
     "proxy_next_upstream_tries 2;",
-    "proxy_next_upstream_timeout 15000ms;",
-    "proxy_connect_timeout 2500ms;",
+    "proxy_next_upstream_timeout 13000ms;",
+    "proxy_connect_timeout 1500ms;",
     "proxy_read_timeout 5000ms;",
     "limit_req_zone $binary_remote_addr zone=microstack_rate:10m rate=50r/s;",
     "limit_req zone=microstack_rate burst=100 nodelay;",
@@ -146,7 +146,7 @@ HAPROXY_FRAGMENTS = [
     "server api-1 127.0.0.1:18000",
     "timeout server 5000ms",
     "timeout check 500ms",
-    "timeout connect 2500ms",
+    "timeout connect 1500ms",
 ]
 
 
@@ -174,7 +174,7 @@ def test_nginx_never_retries_non_idempotent_requests(make_model: ModelFactory) -
 def test_haproxy_has_a_single_connect_timeout_above_the_syn_retransmission(make_model: ModelFactory) -> None:
     """Live connects and checks share it; a check still times out on `timeout check` once connected."""
     lines = [line.strip() for line in render_haproxy(make_model()).splitlines()]
-    assert [line for line in lines if line.startswith("timeout connect")] == ["timeout connect 2500ms"]
+    assert [line for line in lines if line.startswith("timeout connect")] == ["timeout connect 1500ms"]
 
 
 def test_ejection_on_live_traffic_can_be_switched_off(make_model: ModelFactory) -> None:
