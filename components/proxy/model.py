@@ -212,9 +212,10 @@ class HealthCheck:
     rise: int = 2
     timeout_seconds: float | None = None
     fast_interval_seconds: float | None = None
-    # Consecutive failed live responses (5xx, timeouts) that take a server
-    # out before the next check would (HAProxy `observe layer7`); 0 leaves
-    # live traffic out of it.
+    # Consecutive failed live connections (refused, reset, timed out) after
+    # which the next check comes at the fast interval and one failed check
+    # takes the server out (HAProxy `observe layer4 ... on-error
+    # sudden-death`); 0 leaves live traffic out of it.
     error_limit: int = 3
 
     def __post_init__(self) -> None:
