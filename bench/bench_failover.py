@@ -25,9 +25,10 @@ of 5, a fixed delay per request) instead of the real services:
 - "fails everywhere": every replica answers 500 to the requested path; the
   proxy should try it at most twice.
 
-Besides our two configs, they run each with the breaker's ejection on live
-traffic switched off (HAProxy without `observe`, nginx with `max_fails=0`)
-and the seed's nginx config. For each run they print the answers clients got
+Besides our two configs, they run nginx with its ejection on live traffic
+switched off (`max_fails=0`), HAProxy with live connections observed
+(`observe layer4 error-limit 3 on-error fastinter`; ours observes none) and
+the seed's nginx config. For each run they print the answers clients got
 (200, 500 and the proxy's own 502/503/504 fallback), the attempts the
 replicas saw per request, and how often live traffic took a replica out:
 HAProxy's `hanafail` (observe tripped) and `chkdown` (UP to DOWN) counters,
@@ -100,13 +101,15 @@ STANDIN_SCENARIOS: dict[str, tuple[int, float, str, float | None]] = {
     "sick replica": (8, 10.0, "/api/instance", FAULT_AT),
     "fails everywhere": (8, 5.0, BROKEN_PREFIX + "/item", None),
 }
-# The same proxies plus ours with the ejection on live traffic switched off.
+# The same proxies plus variants of ours: nginx with its ejection on live
+# traffic switched off (max_fails=0), HAProxy with live connections observed
+# (error-limit 3, on-error fastinter; ours observes none).
 STANDIN_PROXIES = (
-    ("nginx (ours)", ProxyKind.NGINX, False, True),
-    ("nginx (ours, no ejection)", ProxyKind.NGINX, False, False),
-    ("haproxy (ours)", ProxyKind.HAPROXY, False, True),
-    ("haproxy (ours, no ejection)", ProxyKind.HAPROXY, False, False),
-    ("nginx (seed)", ProxyKind.NGINX, True, True),
+    ("nginx (ours)", ProxyKind.NGINX, False, None),
+    ("nginx (ours, no ejection)", ProxyKind.NGINX, False, "no ejection"),
+    ("haproxy (ours)", ProxyKind.HAPROXY, False, None),
+    ("haproxy (ours, observe)", ProxyKind.HAPROXY, False, "observe"),
+    ("nginx (seed)", ProxyKind.NGINX, True, None),
 )
 STANDIN_CLIENT_TIMEOUT = 30.0
 PROXY_ERRORS = frozenset({502, 503, 504})
@@ -339,16 +342,19 @@ class StandInRow:
         ]
 
 
-def standin_model(root: Path, ports: list[int], port: int, eject: bool) -> ProxyModel:
-    """`our_model` in front of stand-ins; without `eject`, live traffic takes no replica out."""
-    model = our_model(root, ports, free_port(), port)
-    if eject:
-        return model
-    return dataclasses.replace(
-        model,
-        health_check=dataclasses.replace(model.health_check, error_limit=0),
-        passive_check=PassiveCheck(max_fails=0),
-    )
+def standin_model(root: Path, ports: list[int], port: int, variant: str | None) -> ProxyModel:
+    """`our_model` in front of stand-ins, or one of the variants in STANDIN_PROXIES.
+
+    With the default health check (2 s interval): a check then connects
+    within min(interval, connect) = 2 s and survives one SYN retransmission
+    of a full accept queue; with a 1 s interval it fails on every dropped SYN.
+    """
+    model = dataclasses.replace(our_model(root, ports, free_port(), port), health_check=HealthCheck())
+    if variant == "no ejection":
+        return dataclasses.replace(model, passive_check=PassiveCheck(max_fails=0))
+    if variant == "observe":
+        return dataclasses.replace(model, health_check=dataclasses.replace(model.health_check, error_limit=3))
+    return model
 
 
 def taken_out_by_traffic(process: ProxyProcess) -> tuple[int | None, int]:
@@ -361,7 +367,7 @@ def taken_out_by_traffic(process: ProxyProcess) -> tuple[int | None, int]:
     return None, text.count("upstream server temporarily disabled")
 
 
-def run_standin_scenario(name: str, scenario_name: str, kind: ProxyKind, seed: bool, eject: bool) -> StandInRow:
+def run_standin_scenario(name: str, scenario_name: str, kind: ProxyKind, seed: bool, variant: str | None) -> StandInRow:
     clients, seconds, path, sick_at = STANDIN_SCENARIOS[scenario_name]
     root = private_dir("microstack-bench-")
     try:
@@ -373,7 +379,7 @@ def run_standin_scenario(name: str, scenario_name: str, kind: ProxyKind, seed: b
                     standins.make_sick(0)
 
             sick: list[int] = []
-            model = standin_model(root, standins.ports, free_port(), eject)
+            model = standin_model(root, standins.ports, free_port(), variant)
             with (SeedNginx if seed else ProxyProcess)(kind, model, root) as process:
                 outcomes = asyncio.run(
                     run_load(
@@ -446,10 +452,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     standin_rows = [
-        run_standin_scenario(name, scenario_name, kind, seed, eject)
+        run_standin_scenario(name, scenario_name, kind, seed, variant)
         for scenario_name in STANDIN_SCENARIOS
         if args.scenario is None or scenario_name in args.scenario
-        for name, kind, seed, eject in STANDIN_PROXIES
+        for name, kind, seed, variant in STANDIN_PROXIES
         if args.proxy is None or name in args.proxy
     ]
     if standin_rows:

@@ -2,9 +2,8 @@
 
 HAProxy open source checks replicas actively, so its circuit breaker opens on
 a replica's own `/health` probes (interval, fall, rise, slow start on the way
-back); a few failed live connections in a row only make the next probe come
-sooner (`observe layer4 ... on-error sudden-death`), so a busy replica that
-still answers its probe stays in. Retries (a 500 included) go to another
+back), not on live traffic, where an overload looks like failed connections
+and a 500 may belong to the request. Retries (a 500 included) go to another
 replica, but a request that already reached one is repeated only for
 idempotent methods.
 When a route has no server left, a JSON 503 with Retry-After answers for it.

@@ -213,10 +213,12 @@ class HealthCheck:
     timeout_seconds: float | None = None
     fast_interval_seconds: float | None = None
     # Consecutive failed live connections (refused, reset, timed out) after
-    # which the next check comes at the fast interval and one failed check
-    # takes the server out (HAProxy `observe layer4 ... on-error
-    # sudden-death`); 0 leaves live traffic out of it.
-    error_limit: int = 3
+    # which the checks run at the fast interval; `fall` failed checks still
+    # take the server out (HAProxy `observe layer4 ... on-error fastinter`).
+    # 0, the default, leaves live traffic out of it: under an overload the
+    # extra checks meet the same full accept queue, and three failing in a
+    # row took healthy replicas out in the overload bench.
+    error_limit: int = 0
 
     def __post_init__(self) -> None:
         _check_positive("health check interval_seconds", self.interval_seconds)
@@ -264,15 +266,16 @@ class PassiveCheck:
 class Timeouts:
     """How long the proxy waits, and how often it retries another replica.
 
-    `connect_seconds` stays above Linux's first SYN retransmission (1 s): a
-    busy replica with a full accept queue drops a SYN and accepts its retry a
-    second later, which is load, not a failure. HAProxy's checks share it: a
-    check on a replica that accepts but never answers (frozen) fails only
-    after min(check interval, connect) however short `timeout check` is, so
-    HAProxy marks a frozen replica down within interval + c + (fall - 1) x
-    (fast interval + c), c = min(interval, connect): 7.5 s with the defaults
-    (a killed, refusing or draining replica within interval x fall as
-    before). 1.5 s keeps c small while covering one retransmission. `read_seconds` is the longest
+    `connect_seconds` outlasts two of Linux's SYN retransmissions (after 1 s,
+    then 2 s more): a busy replica with a full accept queue drops SYNs and
+    accepts a retry later, which is load, not a failure (with 1.5 s, nginx
+    disabled replicas and HAProxy answered 503 in the overload bench).
+    HAProxy's checks share it: a check on a replica that accepts but never
+    answers (frozen) fails only after min(check interval, connect) however
+    short `timeout check` is, so HAProxy marks a frozen replica down within
+    interval + c + (fall - 1) x (fast interval + c), c = min(interval,
+    connect): 9 s with the defaults (a killed, refusing or draining replica
+    within interval x fall as before). `read_seconds` is the longest
     an upstream may take to answer; it is also how long a frozen replica can
     hold a request before an idempotent request moves on to the next one.
     `retries` counts extra attempts after the first, for every kind of
@@ -280,7 +283,7 @@ class Timeouts:
     500 that every replica gives reaches the client after two attempts.
     """
 
-    connect_seconds: float = 1.5
+    connect_seconds: float = 3.5
     read_seconds: float = 5.0
     client_seconds: float = 30.0
     keepalive_seconds: float = 15.0
@@ -296,11 +299,6 @@ class Timeouts:
             _check_positive(f"timeouts {what}", value)
         if not 0 <= self.retries <= 10:
             raise ModelError(f"timeouts retries {self.retries} must be within 0-10")
-
-    @property
-    def retry_budget_seconds(self) -> float:
-        """Upper bound on one request's time spent across every attempt."""
-        return (self.retries + 1) * (self.connect_seconds + self.read_seconds)
 
 
 @dataclass(frozen=True)
