@@ -14,14 +14,36 @@ one-second stretch in which no request (first try or retry) went to the
 replica, read from the access log's upstream addresses. A dash means it was
 still being tried at the end of the run.
 
-Run from the repository root: `venv/bin/python -m bench.bench_failover` (about three
-minutes on two cores). Needs nginx, haproxy, PostgreSQL and Redis installed.
+The stand-in scenarios run each proxy in front of three stand-in replicas
+(`tests/integration/proxy/standin.py`: a few workers each, an accept queue
+of 5, a fixed delay per request) instead of the real services:
+
+- "overload": no fault, many times more concurrent clients than the
+  replicas can serve. Every replica is healthy; none should be taken out.
+- "sick replica": from 1.5 s on, one replica accepts connections and
+  answers everything, its `/health` included, with 500.
+- "fails everywhere": every replica answers 500 to the requested path; the
+  proxy should try it at most twice.
+
+Besides our two configs, they run nginx with its ejection on live traffic
+switched off (`max_fails=0`), HAProxy with live connections observed
+(`observe layer4 error-limit 3 on-error fastinter`; ours observes none) and
+the seed's nginx config. For each run they print the answers clients got
+(200, 500 and the proxy's own 502/503/504 fallback), the attempts the
+replicas saw per request, and how often live traffic took a replica out:
+HAProxy's `hanafail` (observe tripped) and `chkdown` (UP to DOWN) counters,
+nginx's "upstream server temporarily disabled" warnings.
+
+Run from the repository root: `venv/bin/python -m bench.bench_failover` (about five
+minutes on two cores). Needs nginx, haproxy, PostgreSQL and Redis installed
+(the stand-in scenarios alone, `--scenario overload` etc., need neither database).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import functools
 import json
 import shutil
@@ -36,6 +58,7 @@ from components.proxy.model import (
     Cache,
     HealthCheck,
     Listen,
+    PassiveCheck,
     ProxyKind,
     ProxyModel,
     RateLimit,
@@ -47,12 +70,14 @@ from tests.integration.proxy.harness import (
     Outcome,
     ProxyProcess,
     Replicas,
+    StandIns,
     failures,
     private_dir,
     proxy_paths,
     run_load,
     worker_user,
 )
+from tests.integration.proxy.standin import BROKEN_PREFIX
 from tests.support.servers import PostgresServer, RedisServer, SecretFiles, free_port
 
 CONCURRENCY = 8
@@ -67,6 +92,27 @@ PROXIES = (
     ("haproxy (ours)", ProxyKind.HAPROXY, False),
     ("nginx (seed)", ProxyKind.NGINX, True),
 )
+# The stand-in scenarios: clients, seconds, the path, and when the first
+# replica turns sick (None: never). Three stand-ins of 4 workers at 0.1 s
+# serve 12 requests at a time (120/s), with 3 x 6 more in their accept
+# queues: 64 clients are about twice what fits.
+STANDIN_SCENARIOS: dict[str, tuple[int, float, str, float | None]] = {
+    "overload": (64, 10.0, "/api/instance", None),
+    "sick replica": (8, 10.0, "/api/instance", FAULT_AT),
+    "fails everywhere": (8, 5.0, BROKEN_PREFIX + "/item", None),
+}
+# The same proxies plus variants of ours: nginx with its ejection on live
+# traffic switched off (max_fails=0), HAProxy with live connections observed
+# (error-limit 3, on-error fastinter; ours observes none).
+STANDIN_PROXIES = (
+    ("nginx (ours)", ProxyKind.NGINX, False, None),
+    ("nginx (ours, no ejection)", ProxyKind.NGINX, False, "no ejection"),
+    ("haproxy (ours)", ProxyKind.HAPROXY, False, None),
+    ("haproxy (ours, observe)", ProxyKind.HAPROXY, False, "observe"),
+    ("nginx (seed)", ProxyKind.NGINX, True, None),
+)
+STANDIN_CLIENT_TIMEOUT = 30.0
+PROXY_ERRORS = frozenset({502, 503, 504})
 # The seed's compose file: nginx with these upstream and retry settings and
 # nginx's default timeouts (60 s), nothing else of the circuit breaker.
 SEED_NGINX = """\
@@ -264,6 +310,122 @@ def run_scenarios(
     return rows
 
 
+@dataclass(frozen=True)
+class StandInRow:
+    """One stand-in scenario against one proxy config."""
+
+    proxy: str
+    scenario: str
+    outcomes: list[Outcome]
+    attempts: int
+    observe_trips: int | None
+    taken_out: int
+
+    def cells(self) -> list[str]:
+        statuses = [o.status for o in self.outcomes]
+        latencies = sorted(o.latency for o in self.outcomes if o.status)
+        p50 = statistics.median(latencies) * 1000 if latencies else float("nan")
+        p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000 if latencies else float("nan")
+        return [
+            self.proxy,
+            self.scenario,
+            str(len(statuses)),
+            str(statuses.count(200)),
+            str(statuses.count(500)),
+            str(sum(1 for status in statuses if status in PROXY_ERRORS)),
+            str(statuses.count(0)),
+            f"{self.attempts / max(1, len(statuses)):.2f}",
+            f"{p50:.0f}",
+            f"{p99:.0f}",
+            "-" if self.observe_trips is None else str(self.observe_trips),
+            str(self.taken_out),
+        ]
+
+
+def standin_model(root: Path, ports: list[int], port: int, variant: str | None) -> ProxyModel:
+    """`our_model` in front of stand-ins, or one of the variants in STANDIN_PROXIES.
+
+    With the default health check (2 s interval): a check then connects
+    within min(interval, connect) = 2 s and survives one SYN retransmission
+    of a full accept queue; with a 1 s interval it fails on every dropped SYN.
+    """
+    model = dataclasses.replace(our_model(root, ports, free_port(), port), health_check=HealthCheck())
+    if variant == "no ejection":
+        return dataclasses.replace(model, passive_check=PassiveCheck(max_fails=0))
+    if variant == "observe":
+        return dataclasses.replace(model, health_check=dataclasses.replace(model.health_check, error_limit=3))
+    return model
+
+
+def taken_out_by_traffic(process: ProxyProcess) -> tuple[int | None, int]:
+    """HAProxy: (observe trips, UP-to-DOWN transitions); nginx: (None, servers disabled)."""
+    if process.kind is ProxyKind.HAPROXY:
+        stats = process.server_stats("api").values()
+        return sum(int(row["hanafail"] or 0) for row in stats), sum(int(row["chkdown"] or 0) for row in stats)
+    log = Path(process.model.paths.error_log)
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return None, text.count("upstream server temporarily disabled")
+
+
+def run_standin_scenario(name: str, scenario_name: str, kind: ProxyKind, seed: bool, variant: str | None) -> StandInRow:
+    clients, seconds, path, sick_at = STANDIN_SCENARIOS[scenario_name]
+    root = private_dir("microstack-bench-")
+    try:
+        with StandIns(count=3) as standins:
+
+            async def tick(elapsed: float) -> None:
+                if sick_at is not None and elapsed >= sick_at and not sick:
+                    sick.append(0)
+                    standins.make_sick(0)
+
+            sick: list[int] = []
+            model = standin_model(root, standins.ports, free_port(), variant)
+            with (SeedNginx if seed else ProxyProcess)(kind, model, root) as process:
+                outcomes = asyncio.run(
+                    run_load(
+                        f"http://127.0.0.1:{process.http_port}",
+                        lambda n: Call("GET", path),
+                        duration=seconds,
+                        concurrency=clients,
+                        timeout=STANDIN_CLIENT_TIMEOUT,
+                        on_tick=tick,
+                    )
+                )
+                trips, taken_out = taken_out_by_traffic(process)
+            attempts = sum(standins.stats(index)["api"] for index in range(standins.count))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return StandInRow(name, scenario_name, outcomes, attempts, trips, taken_out)
+
+
+def print_standin_table(rows: list[StandInRow]) -> None:
+    header = [
+        "proxy",
+        "scenario",
+        "requests",
+        "200",
+        "500",
+        "fallback",
+        "no answer",
+        "attempts/req",
+        "p50 ms",
+        "p99 ms",
+        "observe trips",
+        "taken out",
+    ]
+    table = [header, *(row.cells() for row in rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    print(
+        "\nStand-in replicas: 3 x 4 workers, accept queue 5, 0.1 s per request; "
+        + "; ".join(f"{name}: {c} clients for {s:.0f} s" for name, (c, s, _, _) in STANDIN_SCENARIOS.items())
+        + f"; the sick replica turns sick at {FAULT_AT} s"
+    )
+    for index, line in enumerate(table):
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+        if index == 0:
+            print("  ".join("-" * width for width in widths))
+
+
 def overhead(url: str, label: str) -> Row:
     outcomes = asyncio.run(run_load(url, lambda n: Call("GET", "/api/instance"), duration=3.0, concurrency=CONCURRENCY))
     return Row(label, "no fault", outcomes, 3.0, None)
@@ -282,11 +444,26 @@ def print_table(title: str, rows: list[Row]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--proxy", action="append", choices=[name for name, _, _ in PROXIES], help="repeatable")
-    parser.add_argument("--scenario", action="append", choices=list(SCENARIO_SECONDS), help="repeatable")
+    parser.add_argument(
+        "--proxy", action="append", choices=[name for name, _, _, _ in STANDIN_PROXIES], help="repeatable"
+    )
+    parser.add_argument(
+        "--scenario", action="append", choices=[*SCENARIO_SECONDS, *STANDIN_SCENARIOS], help="repeatable"
+    )
     args = parser.parse_args()
+    standin_rows = [
+        run_standin_scenario(name, scenario_name, kind, seed, variant)
+        for scenario_name in STANDIN_SCENARIOS
+        if args.scenario is None or scenario_name in args.scenario
+        for name, kind, seed, variant in STANDIN_PROXIES
+        if args.proxy is None or name in args.proxy
+    ]
+    if standin_rows:
+        print_standin_table(standin_rows)
     proxies = [p for p in PROXIES if args.proxy is None or p[0] in args.proxy]
     scenarios = [name for name in SCENARIO_SECONDS if args.scenario is None or name in args.scenario]
+    if not scenarios or not proxies:
+        return
     with PostgresServer() as postgres, RedisServer() as redis:
         secrets = SecretFiles.create()
         replicas = Replicas(postgres, redis, secrets, api_count=3).start()

@@ -1,10 +1,11 @@
 """Render the HAProxy 2.6 configuration from a `ProxyModel`.
 
 HAProxy open source checks replicas actively, so its circuit breaker opens on
-evidence from both sides: `/health` probes (interval, fall, rise, slow start
-on the way back) and live responses (`observe layer7`, a few consecutive
-errors mark a server down at once). Retries go to another replica, but a
-request that already reached one is repeated only for idempotent methods.
+a replica's own `/health` probes (interval, fall, rise, slow start on the way
+back), not on live traffic, where an overload looks like failed connections
+and a 500 may belong to the request. Retries (a 500 included) go to another
+replica, but a request that already reached one is repeated only for
+idempotent methods.
 When a route has no server left, a JSON 503 with Retry-After answers for it.
 """
 
@@ -36,7 +37,6 @@ def render_haproxy(model: ProxyModel) -> str:
         m=model,
         t=model.timeouts,
         hc=model.health_check,
-        check_connect_seconds=min(model.timeouts.connect_seconds, model.health_check.timeout),
         health_path=contract.HEALTH_PATH,
         request_id_header=contract.REQUEST_ID_HEADER,
         per_second_limit=rate.requests_per_second + rate.burst,

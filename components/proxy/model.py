@@ -201,8 +201,10 @@ class HealthCheck:
     """Active health checks (HAProxy) on each server's `contract.HEALTH_PATH`.
 
     `timeout_seconds` and `fast_interval_seconds` default to a quarter of the
-    interval: a server that stops answering is then marked down within
-    `interval × fall` (for fall ≥ 2) even when it froze just after a check.
+    interval: a server whose checks fail (refused, or 503 while draining) is
+    then marked down within `interval × fall` (for fall ≥ 2) even when it
+    failed just after a check. One that accepts and never answers takes
+    longer, see `Timeouts`.
     """
 
     interval_seconds: float = 2.0
@@ -210,15 +212,19 @@ class HealthCheck:
     rise: int = 2
     timeout_seconds: float | None = None
     fast_interval_seconds: float | None = None
-    # Consecutive failed live responses (5xx, timeouts) that take a server
-    # out before the next check would (HAProxy `observe layer7`).
-    error_limit: int = 3
+    # Consecutive failed live connections (refused, reset, timed out) after
+    # which the checks run at the fast interval; `fall` failed checks still
+    # take the server out (HAProxy `observe layer4 ... on-error fastinter`).
+    # 0, the default, leaves live traffic out of it: under an overload the
+    # extra checks meet the same full accept queue, and three failing in a
+    # row took healthy replicas out in the overload bench.
+    error_limit: int = 0
 
     def __post_init__(self) -> None:
         _check_positive("health check interval_seconds", self.interval_seconds)
-        if self.fall < 1 or self.rise < 1 or self.error_limit < 1:
+        if self.fall < 1 or self.rise < 1 or self.error_limit < 0:
             raise ModelError(
-                "health check fall, rise and error_limit must be at least 1, got "
+                "health check fall and rise must be at least 1 and error_limit at least 0, got "
                 f"{self.fall}, {self.rise}, {self.error_limit}"
             )
         for what, value in (
@@ -242,7 +248,8 @@ class PassiveCheck:
     """nginx's only failure detection: errors on live traffic.
 
     One failed attempt (`max_fails`) takes a server out for `fail_timeout`;
-    then nginx lets a single request probe it again.
+    then nginx lets a single request probe it again. `max_fails` 0 never
+    takes a server out.
     """
 
     max_fails: int = 1
@@ -250,8 +257,8 @@ class PassiveCheck:
     fail_timeout_seconds: int = 10
 
     def __post_init__(self) -> None:
-        if self.max_fails < 1:
-            raise ModelError(f"max_fails must be at least 1, got {self.max_fails}")
+        if self.max_fails < 0:
+            raise ModelError(f"max_fails must be at least 0, got {self.max_fails}")
         _check_positive("fail_timeout_seconds", self.fail_timeout_seconds)
 
 
@@ -259,16 +266,28 @@ class PassiveCheck:
 class Timeouts:
     """How long the proxy waits, and how often it retries another replica.
 
-    `read_seconds` is the longest an upstream may take to answer; it is also
-    how long a frozen replica can hold a request before an idempotent request
-    moves on to the next one. `retries` counts extra attempts after the first.
+    `connect_seconds` outlasts two of Linux's SYN retransmissions (after 1 s,
+    then 2 s more): a busy replica with a full accept queue drops SYNs and
+    accepts a retry later, which is load, not a failure (with 1.5 s, nginx
+    disabled replicas and HAProxy answered 503 in the overload bench).
+    HAProxy's checks share it: a check on a replica that accepts but never
+    answers (frozen) fails only after min(check interval, connect) however
+    short `timeout check` is, so HAProxy marks a frozen replica down within
+    interval + c + (fall - 1) x (fast interval + c), c = min(interval,
+    connect): 9 s with the defaults (a killed, refusing or draining replica
+    within interval x fall as before). `read_seconds` is the longest
+    an upstream may take to answer; it is also how long a frozen replica can
+    hold a request before an idempotent request moves on to the next one.
+    `retries` counts extra attempts after the first, for every kind of
+    failure, a 500 included: one retry steps around a sick replica, while a
+    500 that every replica gives reaches the client after two attempts.
     """
 
-    connect_seconds: float = 1.0
+    connect_seconds: float = 3.5
     read_seconds: float = 5.0
     client_seconds: float = 30.0
     keepalive_seconds: float = 15.0
-    retries: int = 2
+    retries: int = 1
 
     def __post_init__(self) -> None:
         for what, value in (
@@ -280,11 +299,6 @@ class Timeouts:
             _check_positive(f"timeouts {what}", value)
         if not 0 <= self.retries <= 10:
             raise ModelError(f"timeouts retries {self.retries} must be within 0-10")
-
-    @property
-    def retry_budget_seconds(self) -> float:
-        """Upper bound on one request's time spent across every attempt."""
-        return (self.retries + 1) * (self.connect_seconds + self.read_seconds)
 
 
 @dataclass(frozen=True)

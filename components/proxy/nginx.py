@@ -44,6 +44,9 @@ def render_nginx(model: ProxyModel) -> str:
     return template("nginx.conf.j2").render(
         m=model,
         t=model.timeouts,
+        # Upper bound on one request's time across every attempt.
+        retry_budget_seconds=(model.timeouts.retries + 1)
+        * (model.timeouts.connect_seconds + model.timeouts.read_seconds),
         health_path=contract.HEALTH_PATH,
         fallback_codes=fallback_codes,
         cached_prefixes=cached_prefixes,

@@ -91,7 +91,10 @@ def pool(replicas: Replicas) -> Replicas:
 # health check keeps `interval × fall` above its worst case (interval +
 # timeout + (fall - 1) × (fast interval + timeout) = 2.6 s < 3 s).
 E2E_HEALTH = HealthCheck(interval_seconds=1.0, fall=3, rise=2, timeout_seconds=0.4, fast_interval_seconds=0.2)
-E2E_TIMEOUTS = Timeouts(connect_seconds=1.0, read_seconds=2.0, retries=2)
+# The connect timeout is the check timeout: HAProxy's check on a frozen replica
+# fails only after min(interval, connect), and these tests overload nothing
+# (the default, above the SYN retransmission, is tested in test_e2e_overload).
+E2E_TIMEOUTS = Timeouts(connect_seconds=0.4, read_seconds=2.0, retries=2)
 
 
 def e2e_fields(proxy_root: Path) -> dict[str, object]:

@@ -13,9 +13,11 @@ import contextlib
 import datetime
 import getpass
 import json
+import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -37,6 +39,8 @@ from components.proxy.model import Paths, ProxyKind, ProxyModel, Server, Tls, pe
 from microstack_common import contract
 from tests.support.binaries import require_binary
 from tests.support.servers import (
+    REPO_ROOT,
+    SERVICE_SOURCE_DIRS,
     PostgresServer,
     RedisServer,
     SecretFiles,
@@ -504,6 +508,89 @@ class Replicas:
             self.thaw(index)
         for process in [*self.api, self.auth]:
             process.stop()
+
+
+@dataclass
+class StandIns:
+    """Stand-in API replicas (`standin.py`) as processes on loopback ports.
+
+    Each accepts `backlog` connections beyond the `workers` it serves at once
+    and takes `delay` seconds per API request; `sick` lists the indexes that
+    answer everything, `/health` included, with 500 from the start, and
+    `make_sick` turns one sick while it runs. `stats(i)` reads how
+    many API requests and health checks replica `i` has served.
+    """
+
+    count: int = 3
+    backlog: int = 5
+    workers: int = 4
+    delay: float = 0.1
+    sick: tuple[int, ...] = ()
+    ports: list[int] = field(init=False, default_factory=list)
+    processes: list[subprocess.Popen[bytes]] = field(init=False, default_factory=list)
+
+    def start(self, timeout: float = 10.0) -> Self:
+        python_path = os.pathsep.join([str(REPO_ROOT), *SERVICE_SOURCE_DIRS])
+        env = {**os.environ, "PYTHONPATH": python_path}
+        for index in range(self.count):
+            port = free_port()
+            command = [
+                sys.executable,
+                "-m",
+                "tests.integration.proxy.standin",
+                f"--port={port}",
+                f"--backlog={self.backlog}",
+                f"--workers={self.workers}",
+                f"--delay={self.delay}",
+                f"--status={500 if index in self.sick else 200}",
+                f"--instance=standin-{index + 1}",
+            ]
+            self.ports.append(port)
+            self.processes.append(subprocess.Popen(command, stdin=subprocess.DEVNULL, cwd=REPO_ROOT, env=env))
+        deadline = time.monotonic() + timeout
+        for port in self.ports:
+            while True:
+                try:
+                    http_get(port, "/_standin/stats")
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        self.stop()
+                        raise ServerError(f"stand-in replica on port {port} did not answer within {timeout}s") from None
+                    time.sleep(0.05)
+        return self
+
+    def make_sick(self, index: int) -> None:
+        """From now on replica `index` answers everything, `/health` included, with 500."""
+        self.processes[index].send_signal(signal.SIGUSR1)
+
+    def stats(self, index: int) -> dict[str, int]:
+        """API requests and health checks replica `index` served so far."""
+        result: dict[str, int] = json.loads(http_get(self.ports[index], "/_standin/stats", timeout=15.0)[2])
+        return result
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+        self.ports.clear()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 class FakeDns(BaseResolver):  # type: ignore[misc]

@@ -15,6 +15,7 @@ from components.proxy.model import (
     DnsDiscovery,
     HealthCheck,
     ModelError,
+    PassiveCheck,
     Paths,
     ProxyKind,
     ProxyModel,
@@ -96,10 +97,10 @@ NGINX_FRAGMENTS = [
     "least_conn;",
     "server 127.0.0.1:18000 max_fails=1 fail_timeout=10s;",
     "server 127.0.0.1:18001 backup max_fails=0;",
-    "proxy_next_upstream error timeout http_502 http_503 http_504;",
-    "proxy_next_upstream_tries 3;",
-    "proxy_next_upstream_timeout 18000ms;",
-    "proxy_connect_timeout 1000ms;",
+    "proxy_next_upstream error timeout http_500 http_502 http_503 http_504;",
+    "proxy_next_upstream_tries 2;",
+    "proxy_next_upstream_timeout 17000ms;",
+    "proxy_connect_timeout 3500ms;",
     "proxy_read_timeout 5000ms;",
     "limit_req_zone $binary_remote_addr zone=microstack_rate:10m rate=50r/s;",
     "limit_req zone=microstack_rate burst=100 nodelay;",
@@ -125,11 +126,10 @@ HAPROXY_FRAGMENTS = [
     "option httpchk",
     "http-check send meth GET uri /health ver HTTP/1.1",
     "http-check expect status 200",
-    "default-server check weight 100 inter 2000ms fastinter 500ms downinter 2000ms fall 3 rise 2 slowstart 30000ms "
-    "observe layer7 error-limit 3 on-error mark-down",
-    "retries 2",
+    "default-server check weight 100 inter 2000ms fastinter 500ms downinter 2000ms fall 3 rise 2 slowstart 30000ms\n",
+    "retries 1",
     "option redispatch 1",
-    "retry-on conn-failure empty-response response-timeout 502 503 504",
+    "retry-on conn-failure empty-response response-timeout 500 502 503 504",
     "http-request disable-l7-retry unless { method GET HEAD OPTIONS PUT DELETE }",
     "stick-table type ipv6 size 100k expire 60s store gpc0_rate(1s),gpc1_rate(10s)",
     "acl rate_exceeded sc0_gpc0_rate ge 150",
@@ -145,7 +145,7 @@ HAPROXY_FRAGMENTS = [
     "server api-1 127.0.0.1:18000",
     "timeout server 5000ms",
     "timeout check 500ms",
-    "timeout connect 500ms",
+    "timeout connect 3500ms",
 ]
 
 
@@ -168,6 +168,25 @@ def test_nginx_never_retries_non_idempotent_requests(make_model: ModelFactory) -
     ]
     assert directives
     assert all("non_idempotent" not in line for line in directives)
+
+
+def test_haproxy_has_a_single_connect_timeout_above_the_syn_retransmission(make_model: ModelFactory) -> None:
+    """Live connects and checks share it; a check still times out on `timeout check` once connected."""
+    lines = [line.strip() for line in render_haproxy(make_model()).splitlines()]
+    assert [line for line in lines if line.startswith("timeout connect")] == ["timeout connect 3500ms"]
+
+
+def test_haproxy_observes_live_connections_only_when_asked(make_model: ModelFactory) -> None:
+    assert " observe layer" not in render_haproxy(make_model())
+    text = render_haproxy(make_model(health_check=HealthCheck(error_limit=5)))
+    assert "slowstart 30000ms observe layer4 error-limit 5 on-error fastinter\n" in text
+
+
+def test_nginx_ejection_on_live_traffic_can_be_switched_off(make_model: ModelFactory) -> None:
+    model = make_model(passive_check=PassiveCheck(max_fails=0))
+    nginx = render_nginx(model)
+    assert "max_fails=1" not in nginx
+    assert "server 127.0.0.1:" in nginx and " max_fails=0 fail_timeout=10s;" in nginx
 
 
 def test_haproxy_has_no_slowstart_when_it_is_zero(make_model: ModelFactory) -> None:
@@ -351,7 +370,9 @@ def test_timeouts_render_in_whole_milliseconds(make_model: ModelFactory) -> None
     assert "proxy_read_timeout 1500ms;" in nginx
     assert "proxy_next_upstream_tries 2;" in nginx
     assert "proxy_next_upstream_timeout 3500ms;" in nginx
-    assert "timeout server 1500ms" in render_haproxy(model)
+    haproxy = render_haproxy(model)
+    assert "timeout server 1500ms" in haproxy
+    assert "timeout connect 250ms" in haproxy
 
 
 def test_health_check_timing_defaults_keep_detection_within_interval_times_fall() -> None:
