@@ -7,6 +7,10 @@
 # The schedule is read from the repository (`pgbackrest info`), not kept in
 # memory, so a restarted or replaced sidecar does not back up again at once.
 #
+# At start, after the stanza check, it asks PostgreSQL for a CHECKPOINT (see
+# request_checkpoint): after a restore archive_timeout may otherwise not apply
+# until the first timed checkpoint.
+#
 # Status: the first line of BACKUP_STATUS_FILE is `starting`, `ok` (the stanza
 # check and the last backup succeeded) or `error`; the file is rewritten at
 # least every BACKUP_POLL_SECONDS, also while a backup runs, so the health check
@@ -30,6 +34,7 @@ config="${BACKUP_CONFIG:?BACKUP_CONFIG must name pgbackrest.conf}"
 stanza="${BACKUP_STANZA:?BACKUP_STANZA must name the stanza}"
 socket_dir="${BACKUP_PG_SOCKET_DIR:?BACKUP_PG_SOCKET_DIR must name the PostgreSQL socket directory}"
 pg_port="${BACKUP_PG_PORT:-5432}"
+pg_user="${BACKUP_PG_USER:?BACKUP_PG_USER must name the database role pgBackRest connects as}"
 full_every="${BACKUP_FULL_EVERY_SECONDS:?BACKUP_FULL_EVERY_SECONDS must be the seconds between full backups}"
 poll="${BACKUP_POLL_SECONDS:-30}"
 # After a failed step, wait this long before the next attempt.
@@ -154,8 +159,29 @@ until ((stopping)) || [[ -S "$socket_dir/.s.PGSQL.$pg_port" ]]; do
     pause "$poll"
 done
 
+# An immediate CHECKPOINT, so that archive_timeout applies from now on.
+#
+# After recovery (a restore, or a crash) PostgreSQL 15's checkpointer runs the
+# end-of-recovery checkpoint while the server still counts as in recovery; back
+# in its main loop it may compute its next sleep before the startup process
+# marks recovery done, and then it sleeps for checkpoint_timeout (5 min) instead
+# of archive_timeout: a quiet server's last segment is not switched and archived
+# for up to that long (src/backend/postmaster/checkpointer.c, CheckpointerMain,
+# REL_15_STABLE: `if (XLogArchiveTimeout > 0 && !RecoveryInProgress())`).
+# A checkpoint request wakes it, and after it the loop sees a server out of
+# recovery. It runs after stanza-create, which refuses a server in recovery.
+request_checkpoint() {
+    local output
+    if output=$(psql -X -q -h "$socket_dir" -p "$pg_port" -U "$pg_user" -d postgres -c CHECKPOINT 2>&1); then
+        log INFO "checkpoint requested: archive_timeout applies from now on"
+    else
+        log ERROR "CHECKPOINT failed" "$(jq -cn --arg output "$output" '{output: $output}')"
+        return 1
+    fi
+}
+
 until ((stopping)); do
-    if run_pgbackrest stanza-create && run_pgbackrest check; then
+    if run_pgbackrest stanza-create && run_pgbackrest check && request_checkpoint; then
         write_status ok
         break
     fi

@@ -97,6 +97,8 @@ class LoopEnv:
     STANZA: Final = "BACKUP_STANZA"
     PG_SOCKET_DIR: Final = "BACKUP_PG_SOCKET_DIR"
     PG_PORT: Final = "BACKUP_PG_PORT"
+    # The database role for the CHECKPOINT the loop requests at start (pgBackRest's pg1-user).
+    PG_USER: Final = "BACKUP_PG_USER"
     FULL_EVERY_SECONDS: Final = "BACKUP_FULL_EVERY_SECONDS"
     POLL_SECONDS: Final = "BACKUP_POLL_SECONDS"
     # Optional: the wait after a failed step (default ten polls).
@@ -304,6 +306,7 @@ def loop_env(
         LoopEnv.STANZA: plan.stanza,
         LoopEnv.PG_SOCKET_DIR: plan.pg_socket_dir,
         LoopEnv.PG_PORT: str(plan.pg_port),
+        LoopEnv.PG_USER: plan.pg_user,
         LoopEnv.FULL_EVERY_SECONDS: str(max(1, round(plan.full_every_hours * 3600))),
         LoopEnv.POLL_SECONDS: str(poll_seconds),
         LoopEnv.STATUS_FILE: status_file,

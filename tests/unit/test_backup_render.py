@@ -221,6 +221,7 @@ def test_loop_env_names_paths_and_turns_hours_into_seconds() -> None:
         LoopEnv.STANZA: "prod",
         LoopEnv.PG_SOCKET_DIR: "/var/run/postgresql",
         LoopEnv.PG_PORT: "6543",
+        LoopEnv.PG_USER: "postgres",
         LoopEnv.FULL_EVERY_SECONDS: "5400",
         LoopEnv.POLL_SECONDS: "5",
         LoopEnv.STATUS_FILE: STATUS_FILE,

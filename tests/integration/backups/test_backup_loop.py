@@ -124,6 +124,17 @@ def _backup_count(rig: BackupRig) -> int:
         return 0
 
 
+def _requested_checkpoints(rig: BackupRig) -> int:
+    async def fetch() -> int:
+        conn = await asyncpg.connect(rig.server.dsn())
+        try:
+            return int(await conn.fetchval("SELECT checkpoints_req FROM pg_stat_bgwriter"))
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())
+
+
 def test_backup_loop_backs_up_on_schedule_survives_restarts_and_stops_on_sigterm(rig: BackupRig) -> None:
     loops: list[Loop] = []
     try:
@@ -138,10 +149,14 @@ def test_backup_loop_backs_up_on_schedule_survives_restarts_and_stops_on_sigterm
         time.sleep(1.5)
         assert not first.healthy(stale_seconds=1), "a status file nobody refreshes reads unhealthy"
 
-        # A restart within the interval: healthy again, and no second backup.
+        # A restart within the interval: healthy again, and no second backup. It
+        # requests a checkpoint at start (after a restore, archive_timeout applies
+        # only once one ran: backup-loop.sh, request_checkpoint).
+        requested = _requested_checkpoints(rig)
         second = Loop(rig, full_every_seconds=3600, run=2)
         loops.append(second)
         second.wait_for(lambda: second.status() == STATUS_OK and second.healthy(), "healthy after restart")
+        second.wait_for(lambda: _requested_checkpoints(rig) > requested, "a requested checkpoint")
         time.sleep(3)
         assert _backup_count(rig) == 1
         assert not any("taking a full backup" in message for message in second.messages())
