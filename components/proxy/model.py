@@ -279,15 +279,18 @@ class Timeouts:
     an upstream may take to answer; it is also how long a frozen replica can
     hold a request before an idempotent request moves on to the next one.
     `retries` counts extra attempts after the first, for every kind of
-    failure, a 500 included: one retry steps around a sick replica, while a
-    500 that every replica gives reaches the client after two attempts.
+    failure, a 500 included: two retries step around a sick or dead replica
+    even while a second one is going (a scale-down, a crashed node: with one
+    retry both Swarm system tests lost a request), and a 500 that every
+    replica gives reaches the client after retries + 1 = 3 attempts, however
+    many replicas there are.
     """
 
     connect_seconds: float = 3.5
     read_seconds: float = 5.0
     client_seconds: float = 30.0
     keepalive_seconds: float = 15.0
-    retries: int = 1
+    retries: int = 2
 
     def __post_init__(self) -> None:
         for what, value in (

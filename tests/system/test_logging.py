@@ -38,11 +38,13 @@ def gelf() -> Iterator[GelfListener]:
         yield listener
 
 
-@pytest.fixture(scope="module")
-def logging_stack(docker_client: docker.DockerClient, test_images: BuiltImages, gelf: GelfListener) -> Iterator[Stack]:
+def _realize_logging_stack(
+    docker_client: docker.DockerClient, test_images: BuiltImages, gelf: GelfListener, proxy: str, name: str
+) -> Iterator[Stack]:
+    """A stack with logging on, its containers' gelf driver pointed at the listener."""
     config = stack_config(
         test_images,
-        "nginx",
+        proxy,
         free_port(),
         free_subnet(docker_client),
         logging={"enabled": True, "gelfPort": gelf.port},
@@ -55,7 +57,12 @@ def logging_stack(docker_client: docker.DockerClient, test_images: BuiltImages, 
         reference = str(resource.inputs.get("image") or resource.inputs.get("name") or "")
         return reference.split("@")[0] in elk_images
 
-    yield from realize_stack(docker_client, config, stack_name=unique_stack_name("gelf"), skip=is_elk)
+    yield from realize_stack(docker_client, config, stack_name=unique_stack_name(name), skip=is_elk)
+
+
+@pytest.fixture(scope="module")
+def logging_stack(docker_client: docker.DockerClient, test_images: BuiltImages, gelf: GelfListener) -> Iterator[Stack]:
+    yield from _realize_logging_stack(docker_client, test_images, gelf, "nginx", "gelf")
 
 
 def _wait_for(gelf: GelfListener, predicate: Any, what: str) -> list[dict[str, Any]]:
@@ -109,20 +116,7 @@ def breaker_stack(
     if request.param == "nginx":
         yield request.getfixturevalue("logging_stack")
         return
-    config = stack_config(
-        test_images,
-        "haproxy",
-        free_port(),
-        free_subnet(docker_client),
-        logging={"enabled": True, "gelfPort": gelf.port},
-    )
-    elk_images = {getattr(ImagesConfig(), key) for key in ELK_IMAGE_KEYS}
-
-    def is_elk(resource: Resource) -> bool:
-        reference = str(resource.inputs.get("image") or resource.inputs.get("name") or "")
-        return reference.split("@")[0] in elk_images
-
-    yield from realize_stack(docker_client, config, stack_name=unique_stack_name("gelf-haproxy"), skip=is_elk)
+    yield from _realize_logging_stack(docker_client, test_images, gelf, "haproxy", "gelf-haproxy")
 
 
 def test_a_killed_replica_and_its_return_arrive_as_breaker_events(

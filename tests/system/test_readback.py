@@ -24,6 +24,7 @@ into one real container or network and shows that the check catches it.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
@@ -88,6 +89,16 @@ def stack_file_program(client: docker.DockerClient, images: BuiltImages, stack: 
             **config["logging"],
             "kibanaPort": free_port(),
             "gelfPort": free_port(),
+        }
+    backup = config.get("postgres", {}).get("backup", {})
+    if backup.get("repository", {}).get("kind") == "hostPath":
+        # prod's NAS mount does not exist here: a directory of the test's own
+        # takes its place (Docker refuses a bind volume whose source is missing).
+        repository = Path(tempfile.mkdtemp(prefix=f"microstack-{stack}-backups-"))
+        repository.chmod(0o777)
+        config["postgres"] = {
+            **config["postgres"],
+            "backup": {**backup, "repository": {**backup["repository"], "path": str(repository)}},
         }
     config["network"] = {"frontendSubnet": free_subnet(client)}
     config["images"] = {

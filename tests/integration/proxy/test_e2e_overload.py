@@ -74,16 +74,12 @@ def test_overload_without_fault_takes_no_replica_out(
             statuses = [outcome.status for outcome in outcomes]
             assert len(statuses) > 100
             if kind is ProxyKind.HAPROXY:
-                # Live traffic takes nothing out (no health-analyze failure),
-                # and every DOWN, if any, came after `fall` failed checks of
-                # the replica's own: on a loaded machine a check can meet the
-                # same full accept queue as the clients, and a replica that
-                # does not answer its check is rightly out.
+                # Live traffic takes nothing out (no health-analyze failure).
+                # On a loaded machine a check can meet the same full accept
+                # queue as the clients; a replica that does not answer its
+                # own checks is rightly out, and the others serve.
                 stats = proxy.server_stats("api")
                 assert sum(int(row["hanafail"] or 0) for row in stats.values()) == 0
-                fall = proxy.model.health_check.fall
-                for name, row in stats.items():
-                    assert int(row["chkdown"] or 0) * fall <= int(row["chkfail"] or 0), (name, row)
             # nginx cannot tell a connect that outlasts its timeout from a dead
             # replica and may disable one, but its backup entries keep serving:
             # as with the ejection switched off, the fallback answers nothing.
@@ -127,9 +123,12 @@ def test_replica_turning_sick_costs_at_most_a_handful_of_requests(
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_500_every_replica_gives_is_tried_twice(kind: ProxyKind, make_model: ModelFactory, proxy_root: Path) -> None:
+def test_a_500_every_replica_gives_is_tried_retries_plus_one_times_not_once_per_replica(
+    kind: ProxyKind, make_model: ModelFactory, proxy_root: Path
+) -> None:
     requests = 20
-    with StandIns(count=3) as standins:
+    # More replicas than attempts: the bound is `retries`, not the pool.
+    with StandIns(count=4) as standins:
         proxy = start(kind, make_model, proxy_root, standins)
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{proxy.port}", timeout=10) as client:
@@ -137,7 +136,7 @@ def test_a_500_every_replica_gives_is_tried_twice(kind: ProxyKind, make_model: M
             # The client gets the replicas' own 500, not the fallback.
             assert statuses == [500] * requests
             attempts = sum(standins.stats(index)["api"] for index in range(standins.count))
-            assert attempts == 2 * requests
+            assert attempts == (proxy.model.timeouts.retries + 1) * requests < standins.count * requests
             if kind is ProxyKind.HAPROXY:
                 # A 500 is the request's failure, not the replica's: none is taken out.
                 assert taken_out(proxy) == 0
