@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from components.elk import render
+from tests.integration.logging.conftest import run_setup_script
 from tests.integration.logging.fake_elasticsearch import FakeElasticsearch
 from tests.support.binaries import require_binary
 
@@ -53,13 +54,7 @@ def run_setup(
         index_template_file=str(files["template"]),
         wait_seconds=wait_seconds,
     )
-    return subprocess.run(
-        [require_binary("bash"), str(files["script"])],
-        env={"PATH": str(Path(require_binary("curl")).parent) + ":/usr/bin:/bin", **environment},
-        capture_output=True,
-        text=True,
-        timeout=wait_seconds + 30,
-    )
+    return run_setup_script(files["script"], environment, wait_seconds)
 
 
 def test_setup_sets_kibana_password_then_installs_policy_and_template(

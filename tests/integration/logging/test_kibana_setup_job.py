@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from components.elk import render
+from tests.integration.logging.conftest import run_setup_script
 from tests.integration.logging.fake_kibana import FakeKibana
 from tests.support.binaries import require_binary
 
@@ -58,13 +59,7 @@ def run_job(fake: FakeKibana, files: dict[str, Path], *, wait_seconds: int = 20)
         saved_search_file=str(files["saved_search"]),
         wait_seconds=wait_seconds,
     )
-    return subprocess.run(
-        [require_binary("bash"), str(files["script"])],
-        env={"PATH": str(Path(require_binary("curl")).parent) + ":/usr/bin:/bin", **environment},
-        capture_output=True,
-        text=True,
-        timeout=wait_seconds + 30,
-    )
+    return run_setup_script(files["script"], environment, wait_seconds)
 
 
 def search_source(fake: FakeKibana) -> dict[str, Any]:
