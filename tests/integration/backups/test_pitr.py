@@ -111,7 +111,12 @@ def test_restore_to_a_moment_and_to_the_end_of_the_archive_after_losing_the_data
         await asyncio.to_thread(rig.pgbackrest_run, "--type=full", "backup")
         backup_seconds = time.monotonic() - backup_started
         during_backup = len(writer.acked) - before_backup
-        await asyncio.sleep(0.5)
+        # pgBackRest keeps a backup's stop time in whole seconds and restores to
+        # a time T from the newest backup that stopped before T's whole second
+        # (2.45 src/command/restore/restore.c, restoreBackupSet): a moment in
+        # the second the only backup stopped has no backup set to start from.
+        (backup,) = await asyncio.to_thread(rig.backups)
+        await asyncio.sleep(max(0.5, backup["timestamp"]["stop"] + 1.2 - time.time()))
         mark = await writer.mark()
         await asyncio.sleep(1.0)
         await writer.stop()
