@@ -167,18 +167,24 @@ def realize_stack(
 
 
 def wait_for_proxy(base_url: str) -> None:
-    """Ready when the API answers through the proxy (HAProxy resolves its servers after start)."""
+    """Ready when a replica behind every route answers through the proxy.
+
+    HAProxy under Swarm resolves each route's servers on its own schedule
+    after start: the API's can be up while the auth route still answers from
+    the fallback. So both are asked, each with a request that only a replica
+    answers as given (the fallback's 503 is never 200 or 401).
+    """
+    probes = {f"{contract.API_PREFIX}/items": 200, f"{contract.AUTH_PREFIX}/verify": 401}
     deadline = time.monotonic() + PROXY_READY_SECONDS
-    last: object = None
+    last: dict[str, object] = {}
     while time.monotonic() < deadline:
-        try:
-            response = httpx.get(f"{base_url}{contract.API_PREFIX}/items", timeout=2)
-            if response.status_code == 200:
-                return
-            last = response.status_code
-        except httpx.HTTPError as error:
-            last = error
+        for path in probes:
+            try:
+                response = httpx.get(f"{base_url}{path}", timeout=2)
+                last[path] = response.status_code
+            except httpx.HTTPError as error:
+                last[path] = error
+        if all(last.get(path) == expected for path, expected in probes.items()):
+            return
         time.sleep(0.5)
-    raise AssertionError(
-        f"the proxy at {base_url} did not serve the API's health within {PROXY_READY_SECONDS}s: {last}"
-    )
+    raise AssertionError(f"the proxy at {base_url} did not serve every route within {PROXY_READY_SECONDS}s: {last}")

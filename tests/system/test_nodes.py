@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -173,9 +174,23 @@ def test_replicas_are_spread_one_per_node(cluster: Cluster, service: str) -> Non
 
 
 def test_each_node_publishes_its_host_mode_port_to_the_machine(cluster: Cluster) -> None:
+    # A task is "running" once its process started, which can be before the
+    # server listens (a loaded machine took over a second): the port is given
+    # until it answers, then the answer must come from that node's task.
+    def answer(node_address: str) -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://{node_address}:{PUBLISHED_PORT}/", timeout=5) as response:
+                return response.read().decode()
+        except ConnectionRefusedError:
+            return None
+        except urllib.error.URLError as error:
+            if isinstance(error.reason, ConnectionRefusedError):
+                return None
+            raise
+
     for node in (cluster.swarm.manager, cluster.swarm.worker):
-        with urllib.request.urlopen(f"http://{node.address}:{PUBLISHED_PORT}/", timeout=5) as response:
-            assert response.read().decode() == node.name
+        wait_until(f"the {node.name}'s port {PUBLISHED_PORT} answering", lambda n=node: answer(n.address) is not None)
+        assert answer(node.address) == node.name
 
 
 def test_tasks_on_both_nodes_reach_each_other_over_the_overlay(cluster: Cluster) -> None:
