@@ -20,6 +20,7 @@ import tarfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import docker
 import httpx
@@ -86,7 +87,7 @@ def _sql(client: docker.DockerClient, container_id: str, query: str) -> str:
     return _exec(client, container_id, argv).strip()
 
 
-def _backups(client: docker.DockerClient, sidecar_id: str) -> list[dict[str, object]]:
+def _backups(client: docker.DockerClient, sidecar_id: str) -> list[dict[str, Any]]:
     argv = ["pgbackrest", f"--config={pgbackrest.CONFIG_PATH}", "--stanza=microstack", "info", "--output=json"]
     [stanza] = json.loads(_exec(client, sidecar_id, argv))
     return list(stanza.get("backup") or [])
@@ -314,7 +315,7 @@ def test_a_restore_to_a_timestamp_brings_back_what_was_committed_before_it_and_n
         _wait_until(lambda: bool(_backups(docker_client, sidecar)), "no backup in the repository", BACKUP_SECONDS)
         # A target needs a backup that stopped in an earlier whole second
         # (docs/backups.md): run alone, this test's only backup may just have.
-        newest_stop = max(int(b["timestamp"]["stop"]) for b in _backups(docker_client, sidecar))  # type: ignore[index]
+        newest_stop = max(int(b["timestamp"]["stop"]) for b in _backups(docker_client, sidecar))
         time.sleep(max(0.0, newest_stop + 1.2 - time.time()))
         kept = _write_item(http, token, "before-target")
         # The target: the database's own clock after `kept` committed, a second

@@ -181,8 +181,6 @@ def test_each_node_publishes_its_host_mode_port_to_the_machine(cluster: Cluster)
         try:
             with urllib.request.urlopen(f"http://{node_address}:{PUBLISHED_PORT}/", timeout=5) as response:
                 return response.read().decode()
-        except ConnectionRefusedError:
-            return None
         except urllib.error.URLError as error:
             if isinstance(error.reason, ConnectionRefusedError):
                 return None

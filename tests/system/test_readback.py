@@ -24,7 +24,6 @@ into one real container or network and shows that the check catches it.
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
@@ -74,8 +73,13 @@ def _role(resource: Resource) -> str | None:
     return None
 
 
-def stack_file_program(client: docker.DockerClient, images: BuiltImages, stack: str) -> tuple[Program, str]:
-    """configs/Pulumi.<stack>.yaml under mocks, with the test's images, ports, subnet and stack name."""
+def stack_file_program(
+    client: docker.DockerClient, images: BuiltImages, stack: str, scratch: Path
+) -> tuple[Program, str]:
+    """configs/Pulumi.<stack>.yaml under mocks, with the test's images, ports, subnet and stack name.
+
+    A host directory the stack names (prod's backup repository) becomes one under `scratch`.
+    """
     project, _provider = stack_file_config(stack)
     config: dict[str, Any] = {k: v for k, v in project.items() if not (isinstance(v, dict) and set(v) == {"secure"})}
     proxy = dict(config.get("proxy", {}))
@@ -94,7 +98,8 @@ def stack_file_program(client: docker.DockerClient, images: BuiltImages, stack: 
     if backup.get("repository", {}).get("kind") == "hostPath":
         # prod's NAS mount does not exist here: a directory of the test's own
         # takes its place (Docker refuses a bind volume whose source is missing).
-        repository = Path(tempfile.mkdtemp(prefix=f"microstack-{stack}-backups-"))
+        repository = scratch / "backups"
+        repository.mkdir()
         repository.chmod(0o777)
         config["postgres"] = {
             **config["postgres"],
@@ -159,9 +164,9 @@ def engine(docker_client: docker.DockerClient) -> docker.DockerClient:
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
 def test_a_second_up_changes_nothing_also_after_a_daemon_restart(
-    engine: docker.DockerClient, test_images: BuiltImages, stack: str
+    engine: docker.DockerClient, test_images: BuiltImages, stack: str, tmp_path: Path
 ) -> None:
-    program, name = stack_file_program(engine, test_images, stack)
+    program, name = stack_file_program(engine, test_images, stack, tmp_path)
     program, stand_ins = with_elastic_stand_ins(program, test_images.python)
     realizer = Realizer(
         engine,
