@@ -26,8 +26,8 @@ test: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	MYPYPATH=services/common:services/api:services/auth $(VENV)/bin/mypy components __main__.py scripts \
-		services/common/microstack_common services/api/microstack_api services/auth/microstack_auth
+	$(VENV)/bin/mypy components __main__.py scripts \
+		services/common/microstack_common services/api/microstack_api services/auth/microstack_auth tests
 
 up: venv
 	mkdir -p .pulumi-state

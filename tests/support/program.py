@@ -220,7 +220,7 @@ def run_program(
             all_config[f"{PROJECT}:{key}"] = value
             secret_keys.append(f"{PROJECT}:{key}")
         pulumi.runtime.set_all_config(all_config, secret_keys)
-        loop.run_until_complete(run_pulumi_func(lambda: runpy.run_path(str(PROGRAM), run_name="__main__")))
+        loop.run_until_complete(run_pulumi_func(_execute_program))
         outputs = loop.run_until_complete(_stack_outputs())
         for key, value in props.items():
             options[key]["property_dependencies"] = loop.run_until_complete(_property_dependencies(value))
@@ -232,6 +232,12 @@ def run_program(
         for r in mocks.resources
     ]
     return Program(resources=resources, outputs=outputs)
+
+
+def _execute_program() -> None:
+    # run_pulumi_func awaits what its function returns; run_path returns the
+    # program's globals, which are not for it.
+    runpy.run_path(str(PROGRAM), run_name="__main__")
 
 
 def _option_recorder(options: dict[str, dict[str, Any]], props: dict[str, Any]) -> Any:

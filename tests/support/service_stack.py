@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 
 import asyncpg
-import redis
+from redis import Redis
 
 from tests.support.servers import PostgresServer, RedisServer, ServiceProcess
 
@@ -42,8 +42,9 @@ class ServiceStack:
     redis: RedisServer
     database: str
 
-    def redis_client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.redis.url(), decode_responses=True)
+    # Imported by name: inside this class `redis` is the server field.
+    def redis_client(self) -> Redis:
+        return Redis.from_url(self.redis.url(), decode_responses=True)
 
     def query(self, sql: str, *args: object) -> list[asyncpg.Record]:
         return query(self.postgres, self.database, sql, *args)

@@ -28,7 +28,7 @@ import docker
 from docker.errors import APIError, BuildError, ImageNotFound
 
 REPOSITORY = "microstack-test"
-IMAGES_DIR = Path(__file__).parent / "images"
+IMAGES_DIR = Path(__file__).parent / "dockerfiles"
 DEBIAN_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 SUITE = "bookworm"

@@ -50,7 +50,7 @@ from tests.support.binaries import REQUIRE_ENV, binaries_required, require_binar
 from tests.system.images import DEBIAN_SOURCES, REPOSITORY, SUITE, debian_mirror, image_exists
 
 # Link subnets are /24s taken from here; the root namespace gets the first address of its link.
-LINK_RANGE = ipaddress.ip_network("10.213.0.0/16")
+LINK_RANGE = ipaddress.IPv4Network("10.213.0.0/16")
 SWARM_PORT = 2377
 _NETNS_DIR = Path("/run/netns")
 _CGROUP_ROOT = Path("/sys/fs/cgroup")

@@ -197,6 +197,13 @@ class _Fields:
             return [_Fields(self.resource, item, f"{self.prefix}{key}[{i}].") for i, item in enumerate(value)]
         return [_Fields(self.resource, value, f"{self.prefix}{key}.")]
 
+    def one(self, key: str) -> _Fields | None:
+        """The reader of a field that holds a single object, or None when it is unset."""
+        found = self.nested(key)
+        if len(found) > 1:
+            raise RealizeError(f"{self.resource.name}: {self.prefix}{key} holds {len(found)} objects, not one")
+        return found[0] if found else None
+
     def check(self, *readers: _Fields) -> None:
         """Fail on any input no reader consumed."""
         for reader in (self, *readers):
@@ -458,7 +465,7 @@ class Realizer:
         fields.get("skipPush")
         fields.get("registry")
         fields.get("buildOnPreview")
-        (build,) = fields.nested("build") or [None]
+        build = fields.one("build")
         if build is None:
             raise RealizeError(f"{resource.name}: an Image without `build` cannot be created here")
         context = (self.project_root / build.get("context", ".")).resolve()
@@ -553,7 +560,8 @@ class Realizer:
             readers.append(net)
 
         ports: list[tuple[int, str]] = []
-        bindings: dict[str, list[tuple[str, int]]] = {}
+        # A None host port lets the engine pick one.
+        bindings: dict[str, list[tuple[str, int | None]]] = {}
         for port in f.nested("ports"):
             internal, protocol = int(port.get("internal")), port.get("protocol", "tcp")
             ports.append((internal, protocol))
@@ -581,8 +589,8 @@ class Realizer:
             uploads.append((upload.get("file"), data, int(str(upload.get("permissions", default_mode)), 8)))
             readers.append(upload)
 
-        healthcheck = None
-        (check,) = f.nested("healthcheck") or [None]
+        healthcheck: dict[str, object] | None = None
+        check = f.one("healthcheck")
         if check is not None:
             healthcheck = {"test": list(check.get("tests"))}
             for key, docker_key in (("interval", "interval"), ("timeout", "timeout"), ("startPeriod", "start_period")):

@@ -16,6 +16,7 @@ is taken on the manager) until the worker is back.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -148,11 +149,12 @@ def cluster() -> Iterator[Cluster]:
         network = swarm.manager.client.networks.create("ms-overlay", driver="overlay")
         create_service(swarm.manager.client, image, network.id, "web", maxreplicas=1)
         create_service(swarm.manager.client, image, network.id, "api")
+
+        def all_running(service: str) -> bool:
+            return len(running_nodes(swarm.manager.client, service)) == REPLICAS
+
         for service in ("web", "api"):
-            wait_until(
-                f"{service} running {REPLICAS} tasks",
-                lambda s=service: len(running_nodes(swarm.manager.client, s)) == REPLICAS,
-            )
+            wait_until(f"{service} running {REPLICAS} tasks", functools.partial(all_running, service))
         print(f"services running {time.monotonic() - started:.1f} s after start")
         yield Cluster(swarm, image)
 
@@ -186,8 +188,11 @@ def test_each_node_publishes_its_host_mode_port_to_the_machine(cluster: Cluster)
                 return None
             raise
 
+    def answering(node_address: str) -> bool:
+        return answer(node_address) is not None
+
     for node in (cluster.swarm.manager, cluster.swarm.worker):
-        wait_until(f"the {node.name}'s port {PUBLISHED_PORT} answering", lambda n=node: answer(n.address) is not None)
+        wait_until(f"the {node.name}'s port {PUBLISHED_PORT} answering", functools.partial(answering, node.address))
         assert answer(node.address) == node.name
 
 

@@ -38,7 +38,7 @@ from tests.unit.conftest import evaluate_stack
 SWARM_SECRETS = {"registryPassword": "mock-registry-password"}
 S3_KEY_ID = "AKIAMOCKBACKUPKEYID"
 S3_KEY_SECRET = "mock-backup-key-secret-value"
-S3 = {
+S3: dict[str, Any] = {
     "enabled": True,
     "repository": {"kind": "s3", "bucket": "acme-backups", "endpoint": "s3.example.com", "region": "eu-west-1"},
 }

@@ -360,7 +360,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "logging.md"
 def _table_rows(section: str) -> list[list[str]]:
     """The rows of the first Markdown table after the heading `section`, cells stripped of markup."""
     text = DOCS.read_text().split(f"## {section}\n", 1)[1]
-    rows = []
+    rows: list[list[str]] = []
     for line in text.splitlines():
         if not line.startswith("|"):
             if rows:

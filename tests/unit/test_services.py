@@ -137,8 +137,8 @@ def test_replicas_name_their_image_by_id_so_an_unchanged_build_replaces_nothing(
 def test_dynamic_addresses_cannot_collide_with_replica_addresses(three_replicas: Program) -> None:
     frontend = three_replicas.named("networks-frontend").inputs
     [ipam] = frontend["ipamConfigs"]
-    dynamic = ipaddress.ip_network(ipam["ipRange"])
-    assert dynamic.subnet_of(ipaddress.ip_network(ipam["subnet"]))
+    dynamic = ipaddress.IPv4Network(ipam["ipRange"])
+    assert dynamic.subnet_of(ipaddress.IPv4Network(ipam["subnet"]))
     most = [replica_address(ipam["subnet"], "api", 50), replica_address(ipam["subnet"], "auth", 20)]
     assert all(ipaddress.ip_address(a) not in dynamic for a in most)
 

@@ -25,7 +25,7 @@ def test_docker_resources_are_named_per_stack_so_stacks_can_share_a_host() -> No
     dev, staging = evaluate_stack("dev"), evaluate_stack("staging")
     dev_names = {r.inputs.get("name") for r in dev.resources if r.type.startswith("docker:")}
     staging_names = {r.inputs.get("name") for r in staging.resources if r.type.startswith("docker:")}
-    shared = (dev_names & staging_names) - {None}
+    shared = {name for name in dev_names & staging_names if name is not None}
     # Image references are shared on purpose; containers, networks and volumes are not.
     assert all(":" in name for name in shared), shared
 

@@ -21,7 +21,7 @@ import asyncpg
 import pytest
 
 from components.backup import RESTORE_SCRIPT, RestoreEnv
-from tests.integration.backups.harness import BackupRig, Writer, fetch_ids
+from tests.integration.backups.harness import BackupRig, Mark, Writer, fetch_ids
 
 pytestmark = pytest.mark.slow
 
@@ -102,7 +102,7 @@ def test_restore_to_a_moment_and_to_the_end_of_the_archive_after_losing_the_data
     )
     database_bytes = int(str(asyncio.run(_fetchval(dsn, "SELECT pg_database_size(current_database())"))))
 
-    async def scenario() -> tuple[Writer, int, int, float, object]:
+    async def scenario() -> tuple[Writer, int, int, float, Mark]:
         writer = Writer(dsn)
         await writer.start()
         await asyncio.sleep(0.5)

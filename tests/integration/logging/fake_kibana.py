@@ -227,7 +227,7 @@ class FakeKibana:
             _check_search(attributes)
         if (kind, object_id) in self.saved_objects and overwrite_values[0] != "true":
             return _error(409, f"Saved object [{kind}/{object_id}] conflict")
-        stored = {"id": object_id, "type": kind, "attributes": attributes, "references": references}
+        stored: dict[str, object] = {"id": object_id, "type": kind, "attributes": attributes, "references": references}
         self.saved_objects[(kind, object_id)] = stored
         return 200, stored
 

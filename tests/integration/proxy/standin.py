@@ -25,6 +25,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Mapping
 
 from microstack_common import contract
 
@@ -65,7 +66,7 @@ def _read_path(conn: socket.socket) -> str | None:
     return data.split(b" ", 2)[1].decode("latin-1")
 
 
-def _answer(conn: socket.socket, status: int, body: dict[str, object], instance: str) -> None:
+def _answer(conn: socket.socket, status: int, body: Mapping[str, object], instance: str) -> None:
     payload = json.dumps(body).encode()
     head = (
         f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: application/json\r\n"

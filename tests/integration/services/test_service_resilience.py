@@ -240,7 +240,7 @@ def test_service_waits_for_postgres_at_start_and_starts_without_redis(
         assert api.process is not None and api.process.poll() is None, "the service keeps waiting for PostgreSQL"
         time.sleep(0.1)
     time.sleep(1.0)
-    assert api.process.poll() is None, "the service keeps waiting for PostgreSQL"
+    assert api.process is not None and api.process.poll() is None, "the service keeps waiting for PostgreSQL"
 
     private_postgres.start()
     api.wait_healthy(timeout=15)
