@@ -10,7 +10,7 @@ export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 # the script installs the pinned version into .pulumi-cli/ first.
 PULUMI = $(VENV)/bin/python scripts/pulumi_cli.py
 
-.PHONY: venv test lint up preview destroy
+.PHONY: venv test test-all lint up preview destroy
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt services/*/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,19 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt services/*/requirement
 
 venv: $(VENV)/.installed
 
+# The levels that need no Docker engine: unit, policy, ci, integration (real
+# nginx, HAProxy, PostgreSQL, Redis and pgBackRest on loopback), one worker per
+# core, each test file on one worker (its module fixtures are set up once).
+PYTEST_PARALLEL := -n auto --dist loadfile
+
 test: venv
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -m "not engine" $(PYTEST_PARALLEL) $(PYTEST_ARGS)
+
+# Everything: the levels above, then the system levels in a real Docker engine
+# (tests/system, marked `engine`), one test at a time: they share the engine,
+# and one of them restarts it. What CI runs.
+test-all: test
+	$(VENV)/bin/python -m pytest -m engine $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

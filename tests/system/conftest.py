@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -33,6 +34,15 @@ from tests.system.stack import (
     unique_stack_name,
 )
 from tests.system.swarm import ForeignSwarm, swarm
+
+_SYSTEM_DIR = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test of this directory `engine`: `make test` deselects them by that mark (-m "not engine")."""
+    for item in items:
+        if _SYSTEM_DIR in item.path.parents:
+            item.add_marker(pytest.mark.engine)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
