@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from tests.policy.builders import PolicyInput
-from tests.policy.pack import Finding, PackReport, build_policy_venv, findings, run_pack
+from tests.policy.pack import Finding, PackReport, PackRunner, build_policy_venv, findings
 
 
 @pytest.fixture(scope="session")
@@ -17,22 +17,32 @@ def policy_python() -> Path:
     return build_policy_venv()
 
 
+@pytest.fixture(scope="session")
+def pack_runner(policy_python: Path) -> Iterator[PackRunner]:
+    """One run_policies.py process in the pack's virtualenv for the session's checks."""
+    runner = PackRunner(policy_python)
+    try:
+        yield runner
+    finally:
+        runner.close()
+
+
 @pytest.fixture
-def check_policies(policy_python: Path) -> Callable[[Sequence[PolicyInput]], list[Finding]]:
+def check_policies(pack_runner: PackRunner) -> Callable[[Sequence[PolicyInput]], list[Finding]]:
     """Run every policy's validate on the resources; return the violations."""
 
     def check(resources: Sequence[PolicyInput]) -> list[Finding]:
-        return findings(run_pack(policy_python, "direct", resources)["violations"])
+        return findings(pack_runner.run("direct", resources)["violations"])
 
     return check
 
 
 @pytest.fixture
-def serve_pack(policy_python: Path) -> Callable[[Sequence[PolicyInput]], PackReport]:
+def serve_pack(pack_runner: PackRunner) -> Callable[[Sequence[PolicyInput]], PackReport]:
     """Start the pack as the Pulumi CLI does and analyze the resources over gRPC."""
 
     def serve(resources: Sequence[PolicyInput]) -> PackReport:
-        raw = run_pack(policy_python, "grpc", resources)
+        raw = pack_runner.run("grpc", resources)
         return PackReport(
             pack=raw["pack"],
             policies=raw["policies"],

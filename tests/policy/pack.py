@@ -4,8 +4,8 @@ The pack lives in policy/.venv (the virtualenv PulumiPolicy.yaml names, so
 `pulumi preview --policy-pack policy` uses the same one): pulumi-policy pins
 protobuf 5.29, and installing it next to the program's SDKs would downgrade
 their protobuf. `build_policy_venv` builds it from policy/requirements.txt
-(again whenever that file changes); `run_pack` hands resources as JSON to
-run_policies.py inside it.
+(again whenever that file changes); `PackRunner` hands resources as JSON to
+run_policies.py inside it, one process for a test session.
 """
 
 from __future__ import annotations
@@ -79,17 +79,40 @@ def findings(raw: list[dict[str, str]]) -> list[Finding]:
     return [Finding(**item) for item in raw]
 
 
-def run_pack(python: Path, mode: str, resources: Sequence[PolicyInput]) -> dict[str, Any]:
-    """Run run_policies.py in `mode` (direct or grpc) on the resources; return its JSON answer."""
-    payload = json.dumps({"resources": list(resources)}, default=str)
-    done = subprocess.run(
-        [str(python), str(RUNNER), mode],
-        input=payload,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_SECONDS,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"run_policies.py {mode} failed ({done.returncode}):\n{done.stderr}")
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
+class PackRunner:
+    """run_policies.py in `serve` mode: one process for many checks, each a JSON line in and out."""
+
+    def __init__(self, python: Path) -> None:
+        self.process = subprocess.Popen(
+            [str(python), str(RUNNER), "serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(self, mode: str, resources: Sequence[PolicyInput]) -> dict[str, Any]:
+        """run_policies.py's JSON answer for `mode` (direct or grpc) on the resources."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        request = json.dumps({"mode": mode, "resources": list(resources)}, default=str)
+        try:
+            self.process.stdin.write(request + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass
+        answer = self.process.stdout.readline()
+        if not answer:
+            self.process.wait(RUN_TIMEOUT_SECONDS)
+            stderr = self.process.stderr.read() if self.process.stderr else ""
+            pytest.fail(f"run_policies.py serve exited ({self.process.returncode}):\n{stderr}")
+        result: dict[str, Any] = json.loads(answer)
+        return result
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(RUN_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

@@ -10,7 +10,7 @@ see a resource's inputs and stack policies its outputs (which, for Docker
 resources, include the inputs), as in the engine; `outputs` defaults to
 `inputs`.
 
-Modes:
+Modes (`serve` answers requests of either, one JSON line each, for a session):
 - `direct`: build ResourceValidationArgs / StackValidationArgs the way the
   analyzer server does (unknown-checking proxies over deserialized
   properties) and call every policy's `validate`, as pulumi-policy's own tests
@@ -201,12 +201,28 @@ def run_grpc(resources: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+RUNNERS = {"direct": run_direct, "grpc": run_grpc}
+
+
+def serve() -> None:
+    """One request per stdin line ({"mode", "resources"}), one JSON answer per stdout line, until stdin closes.
+
+    Lets the tests pay for this interpreter and pulumi-policy's imports once
+    per session rather than once per check.
+    """
+    for line in sys.stdin:
+        request = json.loads(line)
+        print(json.dumps(RUNNERS[request["mode"]](request["resources"])), flush=True)
+
+
 def main() -> None:
-    """Read resources from stdin, run the chosen mode, print JSON to stdout."""
+    """Read resources from stdin, run the chosen mode, print JSON to stdout; or `serve` requests line by line."""
     mode = sys.argv[1]
+    if mode == "serve":
+        serve()
+        return
     resources = json.load(sys.stdin)["resources"]
-    runners = {"direct": run_direct, "grpc": run_grpc}
-    json.dump(runners[mode](resources), sys.stdout)
+    json.dump(RUNNERS[mode](resources), sys.stdout)
 
 
 if __name__ == "__main__":

@@ -33,9 +33,8 @@ from tests.support.program import (
 from tests.support.readback import declared_state, diff, read_volume
 from tests.support.readback_service import diff_service, read_service, stored_service
 from tests.support.workloads import by_role, of_role
-from tests.unit.conftest import evaluate_stack
+from tests.unit.conftest import SWARM_SECRETS, evaluate_stack
 
-SWARM_SECRETS = {"registryPassword": "mock-registry-password"}
 S3_KEY_ID = "AKIAMOCKBACKUPKEYID"
 S3_KEY_SECRET = "mock-backup-key-secret-value"
 S3: dict[str, Any] = {
@@ -47,6 +46,8 @@ ROLE = "postgres-backup"
 
 
 def swarm_stack(postgres: dict[str, Any] | None = None, secrets: dict[str, str] | None = None) -> Program:
+    if postgres is None and secrets is None:
+        return evaluate_stack("swarm")
     overrides = {"postgres": postgres} if postgres is not None else None
     return run_stack_file("swarm", secrets={**SWARM_SECRETS, **(secrets or {})}, overrides=overrides)
 

@@ -36,13 +36,14 @@ from tests.support.program import (
 )
 from tests.support.readback_service import parse_go_duration
 from tests.support.workloads import by_role, of_role, workloads
-from tests.unit.conftest import STACKS, evaluate_stack
+from tests.unit.conftest import STACKS, SWARM_SECRETS, evaluate_stack
 
-SWARM_SECRETS = {"registryPassword": "mock-registry-password"}
 _GO_DURATION = re.compile(r"^(\d+h)?(\d+m)?(\d+s)?$")
 
 
 def swarm_stack(**overrides: object) -> Program:
+    if not overrides:
+        return evaluate_stack("swarm")
     return run_stack_file("swarm", secrets=SWARM_SECRETS, overrides=overrides)
 
 

@@ -506,7 +506,13 @@ class Replicas:
     def stop(self) -> None:
         for index in list(self.frozen):
             self.thaw(index)
-        for process in [*self.api, self.auth]:
+        # SIGTERM every replica first, then wait: each drains for
+        # `drain_seconds`, in parallel rather than one after another.
+        processes = [*self.api, self.auth]
+        for process in processes:
+            if process.process is not None and process.process.poll() is None:
+                process.process.terminate()
+        for process in processes:
             process.stop()
 
 
