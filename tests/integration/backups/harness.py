@@ -224,3 +224,137 @@ class Writer:
         self._stop.set()
         if self._task is not None:
             await self._task
+
+
+@dataclass
+class PitrRun:
+    """What one point-in-time recovery run did and measured (`pitr_run`)."""
+
+    bulk_rows: int
+    database_bytes: int
+    repository_bytes: int
+    writer: Writer
+    before_backup: int
+    during_backup: int
+    backup_seconds: float
+    mark: Mark
+    # A digest of the bulk table's contents, before the loss and after restoring to the end of the archive.
+    bulk_digest: str
+    # After restoring to the end of the archive: the writes and the bulk table back.
+    latest_ids: list[int]
+    latest_bulk_digest: str
+    latest_seconds: float
+    # After restoring to the mark: the writes back, and whether it took a write.
+    at_mark_ids: list[int]
+    at_mark_seconds: float
+    at_mark_writable: bool
+
+    def summary(self) -> str:
+        return (
+            f"[backup] database {self.database_bytes / 2**20:.0f} MiB ({self.bulk_rows} bulk rows + "
+            f"{len(self.writer.acked)} writes); repository {self.repository_bytes / 2**20:.0f} MiB (zstd)\n"
+            f"[backup] full backup under load: {self.backup_seconds:.1f} s, {self.during_backup} commits "
+            f"acknowledged meanwhile, {len(self.writer.errors)} failed\n"
+            f"[backup] restore to the end of the archive: {self.latest_seconds:.1f} s to a promoted server\n"
+            f"[backup] restore to {self.mark.server_time}: {self.at_mark_seconds:.1f} s, rows "
+            f"1..{self.mark.last_id} of {len(self.writer.acked)} back"
+        )
+
+
+async def _execute(dsn: str, sql: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def _fetchval(dsn: str, sql: str) -> object:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(sql)
+    finally:
+        await conn.close()
+
+
+# Every row of the bulk table, in order, as one digest.
+_BULK_DIGEST = "SELECT count(*) || ':' || md5(string_agg(id || a || b, ',' ORDER BY id)) FROM bulk"
+
+
+def pitr_run(rig: BackupRig, bulk_rows: int) -> PitrRun:
+    """A database of `bulk_rows` rows, a full backup under continuous writes, the cluster lost, two restores.
+
+    Rows are committed one by one throughout; a moment is taken from the
+    server between two commits after the backup; every acknowledged commit is
+    archived; then the cluster is killed and its data directory deleted, and
+    restore.sh brings it back into fresh clusters: to the end of the archive,
+    and to the moment.
+    """
+    dsn = rig.server.dsn()
+    asyncio.run(
+        _execute(
+            dsn,
+            "CREATE TABLE bulk AS SELECT g AS id, md5(g::text) AS a, md5((-g)::text) AS b "
+            f"FROM generate_series(1, {bulk_rows}) g",
+        )
+    )
+    database_bytes = int(str(asyncio.run(_fetchval(dsn, "SELECT pg_database_size(current_database())"))))
+    bulk_digest = str(asyncio.run(_fetchval(dsn, _BULK_DIGEST)))
+
+    async def scenario() -> tuple[Writer, int, int, float, Mark]:
+        writer = Writer(dsn)
+        await writer.start()
+        await asyncio.sleep(0.5)
+        before_backup = len(writer.acked)
+        backup_started = time.monotonic()
+        await asyncio.to_thread(rig.pgbackrest_run, "--type=full", "backup")
+        backup_seconds = time.monotonic() - backup_started
+        during_backup = len(writer.acked) - before_backup
+        # pgBackRest keeps a backup's stop time in whole seconds and restores to
+        # a time T from the newest backup that stopped before T's whole second
+        # (2.45 src/command/restore/restore.c, restoreBackupSet): a moment in
+        # the second the only backup stopped has no backup set to start from.
+        (backup,) = await asyncio.to_thread(rig.backups)
+        await asyncio.sleep(max(0.5, backup["timestamp"]["stop"] + 1.2 - time.time()))
+        mark = await writer.mark()
+        await asyncio.sleep(1.0)
+        await writer.stop()
+        # Every acknowledged commit into the repository: switch to a new WAL
+        # segment and wait until it is archived (check does both).
+        await asyncio.to_thread(rig.pgbackrest_run, "check")
+        return writer, before_backup, during_backup, backup_seconds, mark
+
+    writer, before_backup, during_backup, backup_seconds, mark = asyncio.run(scenario())
+    repository_bytes = sum(path.stat().st_size for path in rig.repository.rglob("*") if path.is_file())
+
+    # Lose the cluster: stop it and delete its data directory, as a lost volume would.
+    rig.server.kill()
+    shutil.rmtree(rig.server.data_dir)
+
+    latest, latest_seconds = rig.restore()
+    latest_ids = asyncio.run(fetch_ids(latest.dsn()))
+    latest_bulk_digest = str(asyncio.run(_fetchval(latest.dsn(), _BULK_DIGEST)))
+    latest.cleanup()
+
+    at_mark, mark_seconds = rig.restore(mark.server_time)
+    at_mark_ids = asyncio.run(fetch_ids(at_mark.dsn()))
+    # Promoted: the restored cluster takes writes.
+    asyncio.run(_execute(at_mark.dsn(), f"INSERT INTO writes VALUES ({mark.last_id + 1}, now(), 'after restore')"))
+    writable = (mark.last_id + 1) in asyncio.run(fetch_ids(at_mark.dsn()))
+    return PitrRun(
+        bulk_rows=bulk_rows,
+        database_bytes=database_bytes,
+        repository_bytes=repository_bytes,
+        writer=writer,
+        before_backup=before_backup,
+        during_backup=during_backup,
+        backup_seconds=backup_seconds,
+        mark=mark,
+        bulk_digest=bulk_digest,
+        latest_ids=latest_ids,
+        latest_bulk_digest=latest_bulk_digest,
+        latest_seconds=latest_seconds,
+        at_mark_ids=at_mark_ids,
+        at_mark_seconds=mark_seconds,
+        at_mark_writable=writable,
+    )

@@ -100,10 +100,16 @@ def rig() -> Iterator[BackupRig]:
     rig = BackupRig()
     try:
         rig.start()
-        asyncio.run(_bulk(rig.server.dsn()))
         yield rig
     finally:
         rig.cleanup()
+
+
+@pytest.fixture
+def rig_with_data(rig: BackupRig) -> BackupRig:
+    """A rig whose database takes a full backup a few seconds long."""
+    asyncio.run(_bulk(rig.server.dsn()))
+    return rig
 
 
 async def _bulk(dsn: str) -> None:
@@ -135,7 +141,8 @@ def _requested_checkpoints(rig: BackupRig) -> int:
     return asyncio.run(fetch())
 
 
-def test_backup_loop_backs_up_on_schedule_survives_restarts_and_stops_on_sigterm(rig: BackupRig) -> None:
+def test_backup_loop_backs_up_on_schedule_survives_restarts_and_stops_on_sigterm(rig_with_data: BackupRig) -> None:
+    rig = rig_with_data
     loops: list[Loop] = []
     try:
         # First start: stanza, check, and a backup at once (the repository has none).
