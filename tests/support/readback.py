@@ -925,6 +925,28 @@ def diff(type_token: str, declared: Mapping[str, Any], state: Mapping[str, Any])
     return changes
 
 
+def compared_fields(type_token: str, declared: Mapping[str, Any]) -> list[str]:
+    """The top-level attributes a plan compares for `declared`: those it declares, and those not Computed.
+
+    An undeclared Computed attribute keeps whatever Read stored, and an
+    undeclared `user` or `working_dir` is the image's, which their
+    DiffSuppressFunc always hides; so only these can ever show up as a change.
+    """
+    schema = _schema(type_token)
+    return [
+        name
+        for name, attr in schema.items()
+        if not attr.computed_only
+        and (declared.get(name) is not None or not (attr.computed or attr.suppress is _empty_means_unchanged))
+    ]
+
+
+def canonical(type_token: str, path: str, value: Any) -> Any:
+    """A top-level attribute's value as the plan compares it: defaults filled, sets unordered, Pulumi floats ints."""
+    attr = _schema(type_token)[path]
+    return _canonical(attr, attr.default if value is None else value)
+
+
 def _diff_attr(path: str, attr: _Attr, declared: Any, state: Any, inherited: bool, out: list[Change]) -> None:
     force_new = inherited or attr.force_new
     if declared is None and attr.default is not None:

@@ -23,6 +23,8 @@ from pathlib import Path
 import docker
 from docker.errors import DockerException
 
+from tests.support.engine_state import DAEMON_LOG_OPTS
+
 # A cold dockerd on a fresh machine initialises its data root and iptables
 # chains before it answers; that takes a few seconds, rarely more than 30.
 _START_TIMEOUT_SECONDS = 60
@@ -33,12 +35,8 @@ _STOP_TIMEOUT_SECONDS = 120
 # The containerd that dockerd starts (and stops) runs in a session of its own.
 _CONTAINERD_PID_FILE = Path("/var/run/docker/containerd/containerd.pid")
 
-# Default log options such as many hosts set in daemon.json. Docker merges
-# them into every container whose log driver is the daemon's default
-# (json-file), and the provider reads the merged map back into the ForceNew
-# `log_opts`: the read-back test (test_readback.py) shows that no container the
-# program declares picks them up.
-DAEMON_LOG_OPTS = {"labels": "microstack.stack", "compress": "true", "max-file": "2", "max-size": "20m"}
+# Default log options such as many hosts set in daemon.json (defined with the
+# engine model, which assumes the same daemon).
 DAEMON_ARGS = [arg for key, value in DAEMON_LOG_OPTS.items() for arg in ("--log-opt", f"{key}={value}")]
 
 

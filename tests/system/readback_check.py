@@ -23,24 +23,26 @@ because they are the test's doing, not the program's:
 
 Anything else the realizer does not send as the provider does shows up as a
 change, on purpose: it is a difference between the system test and a real
-deployment. Two such differences are known: the provider creates every
-container with `network_mode` "bridge" (its schema Default) and then moves it
-to its networks, while the realizer leaves NetworkMode to the Docker SDK
-("default"), a ForceNew `networkMode` change; and the provider always sends a
-restart policy ("no" by default), while the realizer omits it for "no", which
-engines before 25.0 report as "" (a `restart` update).
+deployment.
+
+Both use tests/support/drift.py, which the unit tests run against the engine
+model instead (tests/support/engine_state.py). `model_differences` holds that
+model against this engine: the state read back from either must be the same.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import docker
 from docker.errors import NotFound
 
 from tests.support import readback, readback_service
+from tests.support.drift import Drift, Gone, Observation, drift
+from tests.support.engine_state import Daemon, stored
 from tests.support.program import (
     CONTAINER,
     IMAGE,
@@ -51,6 +53,7 @@ from tests.support.program import (
     SERVICE_CONFIG,
     VOLUME,
     Program,
+    Resource,
     mock_id,
 )
 from tests.system.realizer import Realized
@@ -58,37 +61,141 @@ from tests.system.realizer import Realized
 REALIZER_LABEL_PREFIX = "microstack.system-test."
 
 
-def readback_changes(
-    program: Program, client: docker.DockerClient, realized: Realized
-) -> list[tuple[str, readback.Change]]:
-    """Every change the provider's plan would show after reading the realized objects back, by resource name."""
-    changes: list[tuple[str, readback.Change]] = []
-    for resource in program.of_type(NETWORK):
-        network_id = realized.networks.get(resource.name)
-        if network_id is not None:
-            inspect = _without_realizer_labels(client.api.inspect_network(network_id))
-            state = readback.read_network(inspect, resource.inputs)
-            changes += [(resource.name, c) for c in readback.diff(NETWORK, resource.inputs, state)]
-    for resource in program.of_type(VOLUME):
-        volume_name = realized.volumes.get(resource.name)
-        if volume_name is not None:
-            inspect = _without_realizer_labels(client.api.inspect_volume(volume_name))
-            state = readback.read_volume(inspect, resource.inputs)
-            changes += [(resource.name, c) for c in readback.diff(VOLUME, resource.inputs, state)]
-    image_ids = _image_ids(program, client, realized)
-    for resource in program.of_type(CONTAINER):
-        container_id = realized.containers.get(resource.name)
-        if container_id is None:
-            continue
-        declared = dict(resource.inputs)
-        declared["image"] = image_ids.get(declared.get("image"), declared.get("image"))
+class RealEngine:
+    """The realized program in a real engine, as a tests.support.drift `Engine`.
+
+    Undoes what is the test's doing, not the program's (see the module
+    docstring): the realizer's labels, the stand-in images, the engine's IDs
+    where the program holds mock IDs, the auto-names of secrets and configs.
+    """
+
+    def __init__(self, program: Program, client: docker.DockerClient, realized: Realized) -> None:
+        self.client, self.realized = client, realized
+        self.image_ids = _image_ids(program, client, realized)
+        self.image_references = _image_references(program, realized)
+        self.engine_ids = {
+            mock_id(name): real
+            for table in (realized.networks, realized.secrets, realized.configs)
+            for name, real in table.items()
+        }
+
+    def observe(self, resource: Resource) -> Observation | None:
+        api = self.client.api
+        if resource.type == NETWORK:
+            network_id = self.realized.networks.get(resource.name)
+            if network_id is None:
+                return None
+            return Observation(resource.inputs, _without_realizer_labels(api.inspect_network(network_id)))
+        if resource.type == VOLUME:
+            volume_name = self.realized.volumes.get(resource.name)
+            if volume_name is None:
+                return None
+            return Observation(resource.inputs, _without_realizer_labels(api.inspect_volume(volume_name)))
+        if resource.type == CONTAINER:
+            container_id = self.realized.containers.get(resource.name)
+            if container_id is None:
+                return None
+            declared = dict(resource.inputs)
+            declared["image"] = self.image_ids.get(declared.get("image"), declared.get("image"))
+            return Observation(declared, api.inspect_container(container_id))
+        if resource.type == SERVICE:
+            return self._service(resource)
+        if resource.type in (SECRET, SERVICE_CONFIG):
+            table = self.realized.secrets if resource.type == SECRET else self.realized.configs
+            object_id = table.get(resource.name)
+            if object_id is None:
+                return None
+            inspect = (api.inspect_secret if resource.type == SECRET else api.inspect_config)(object_id)
+            # An auto-named object: a real `up` declares the name the provider gave it.
+            declared = {**resource.inputs, "name": resource.inputs.get("name") or inspect["Spec"]["Name"]}
+            return Observation(declared, inspect)
+        return None
+
+    def _service(self, resource: Resource) -> Observation | None:
+        service_id = self.realized.services.get(resource.name)
+        if service_id is None:
+            return None
+        declared = _with_engine_ids(resource.inputs, self.engine_ids)
+        container = declared["taskSpec"]["containerSpec"]
+        # An auto-named secret's or config's name is an output, unknown under
+        # mocks; a real `up` declares the name the provider gave it.
+        for key, kind in (("secrets", "secret"), ("configs", "config")):
+            for ref in container.get(key) or []:
+                name_key = f"{kind}Name"
+                if not ref.get(name_key):
+                    inspect = self.client.api.inspect_secret if kind == "secret" else self.client.api.inspect_config
+                    ref[name_key] = inspect(ref[f"{kind}Id"])["Spec"]["Name"]
+        container["image"] = self.image_references.get(container["image"], container["image"])
         try:
-            state = readback.read_container(client.api.inspect_container(container_id), declared)
-        except readback.RemovedByRead as removed:
-            changes.append((resource.name, readback.Change("mustRun", True, str(removed), replaces=True)))
-            continue
-        changes += [(resource.name, c) for c in readback.diff(CONTAINER, declared, state)]
-    return sorted(changes, key=lambda item: (item[0], item[1].path))
+            return Observation(declared, _read_service_inspect(self.client, service_id, declared))
+        except NotFound:
+            raise Gone(resource.name) from None
+
+
+def readback_changes(program: Program, client: docker.DockerClient, realized: Realized) -> list[Drift]:
+    """Every change the provider's plan would show for the realized networks, volumes and containers."""
+    return drift(program, RealEngine(program, client, realized), types=(NETWORK, VOLUME, CONTAINER))
+
+
+def check_services(program: Program, client: docker.DockerClient, realized: Realized) -> list[Drift]:
+    """Every change the plan would show for the realized Swarm services, secrets and configs.
+
+    The Swarm counterpart of `readback_changes` (tests/support/readback_service.py
+    ports the provider's Read). What the realizer does differently from the
+    provider is undone first, as for containers: the declared mock IDs of
+    networks, secrets and configs become the engine's IDs; a declared image
+    becomes the local reference the realizer ran instead; the realizer's own
+    labels are dropped from the service's labels. The realizer does not ask a
+    registry, so `placement.platforms` stays empty (the program ignores it
+    anyway) and a tag is not pinned to a digest.
+
+    Read retries for 30 s while the service shows no endpoint mode (Swarm's
+    allocator has not run yet); after that it fails, reported as a change of
+    `endpointSpec`. A service that is gone is recreated: a replacing `name` change.
+    """
+    return drift(program, RealEngine(program, client, realized), types=(SECRET, SERVICE_CONFIG, SERVICE))
+
+
+@dataclass(frozen=True)
+class ModelDifference:
+    """A field whose read-back state from the engine model differs from the one from the real engine."""
+
+    resource: str
+    path: str
+    model: Any
+    engine: Any
+
+    def __str__(self) -> str:
+        return f"{self.resource}: {self.path}: the model reads back {self.model!r}, the engine {self.engine!r}"
+
+
+def model_differences(
+    program: Program, client: docker.DockerClient, realized: Realized, daemon: Daemon
+) -> list[ModelDifference]:
+    """Where the engine model (tests/support/engine_state.py) reads back otherwise than the real engine.
+
+    For each realized container, network and volume, the provider's state is
+    read back twice, from the engine's inspect JSON and from the model's for
+    the same declaration, and compared on every field a plan compares: the
+    declared ones and those the schema does not mark Computed. An empty list
+    is what lets the unit tests judge stack files with the model alone.
+    """
+    engine = RealEngine(program, client, realized)
+    found: list[ModelDifference] = []
+    readers = {CONTAINER: readback.read_container, NETWORK: readback.read_network, VOLUME: readback.read_volume}
+    for type_token, read in readers.items():
+        for resource in program.of_type(type_token):
+            seen = engine.observe(resource)
+            if seen is None:
+                continue
+            real = read(seen.inspect, seen.declared)
+            model = read(stored(type_token, seen.declared, daemon), seen.declared)
+            for path in readback.compared_fields(type_token, seen.declared):
+                if readback.canonical(type_token, path, model.get(path)) != readback.canonical(
+                    type_token, path, real.get(path)
+                ):
+                    found.append(ModelDifference(resource.name, path, model.get(path), real.get(path)))
+    return found
 
 
 def _without_realizer_labels(inspect: Mapping[str, Any]) -> dict[str, Any]:
@@ -110,76 +217,12 @@ def _image_ids(program: Program, client: docker.DockerClient, realized: Realized
     return ids
 
 
-def check_services(
-    program: Program, client: docker.DockerClient, realized: Realized
-) -> list[tuple[str, readback.Change]]:
-    """Every change the plan would show for the realized Swarm services, secrets and configs, by resource name.
-
-    The Swarm counterpart of `readback_changes` (tests/support/readback_service.py
-    ports the provider's Read). What the realizer does differently from the
-    provider is undone first, as for containers: the declared mock IDs of
-    networks, secrets and configs become the engine's IDs; a declared image
-    becomes the local reference the realizer ran instead; the realizer's own
-    labels are dropped from the service's labels. The realizer does not ask a
-    registry, so `placement.platforms` stays empty (the program ignores it
-    anyway) and a tag is not pinned to a digest.
-
-    Read retries for 30 s while the service shows no endpoint mode (Swarm's
-    allocator has not run yet); after that it fails, reported as a change of
-    `endpointSpec`. A service that is gone is recreated: a replacing `name` change.
-    """
-    engine_ids = {
-        mock_id(name): real
-        for table in (realized.networks, realized.secrets, realized.configs)
-        for name, real in table.items()
-    }
-    images = _image_references(program, realized)
-    changes: list[tuple[str, readback.Change]] = []
-    for resource in program.of_type(SERVICE):
-        service_id = realized.services.get(resource.name)
-        if service_id is None:
-            continue
-        declared = _with_engine_ids(resource.inputs, engine_ids)
-        container = declared["taskSpec"]["containerSpec"]
-        # An auto-named secret's or config's name is an output, unknown under
-        # mocks; a real `up` declares the name the provider gave it.
-        for key, kind in (("secrets", "secret"), ("configs", "config")):
-            for ref in container.get(key) or []:
-                name_key = f"{kind}Name"
-                if not ref.get(name_key):
-                    inspect = client.api.inspect_secret if kind == "secret" else client.api.inspect_config
-                    ref[name_key] = inspect(ref[f"{kind}Id"])["Spec"]["Name"]
-        container["image"] = images.get(container["image"], container["image"])
-        try:
-            state = _read_service(client, service_id, declared)
-        except NotFound:
-            changes.append((resource.name, readback.Change("name", declared.get("name"), None, replaces=True)))
-            continue
-        except readback.ReadPending as pending:
-            changes.append(
-                (resource.name, readback.Change("endpointSpec", declared.get("endpointSpec"), str(pending), False))
-            )
-            continue
-        ignored = resource.options.get("ignore_changes") or []
-        changes += [(resource.name, c) for c in readback_service.diff_service(declared, state, ignored)]
-    for resource in program.of_type(SECRET):
-        secret_id = realized.secrets.get(resource.name)
-        if secret_id is not None:
-            state = readback_service.read_secret(client.api.inspect_secret(secret_id), resource.inputs)
-            changes += [(resource.name, c) for c in readback_service.diff_secret(resource.inputs, state)]
-    for resource in program.of_type(SERVICE_CONFIG):
-        config_id = realized.configs.get(resource.name)
-        if config_id is not None:
-            state = readback_service.read_service_config(client.api.inspect_config(config_id), resource.inputs)
-            changes += [(resource.name, c) for c in readback_service.diff_service_config(resource.inputs, state)]
-    return sorted(changes, key=lambda item: (item[0], item[1].path))
-
-
 # resourceDockerServiceRead: StateChangeConf Timeout 30 s, Delay 2 s (resource_docker_service_funcs.go).
 _SERVICE_READ_SECONDS = 30
 
 
-def _read_service(client: docker.DockerClient, service_id: str, declared: Mapping[str, Any]) -> dict[str, Any]:
+def _read_service_inspect(client: docker.DockerClient, service_id: str, declared: Mapping[str, Any]) -> dict[str, Any]:
+    """The service's inspect JSON once Read would accept it (it polls while no endpoint mode shows)."""
     deadline = time.monotonic() + _SERVICE_READ_SECONDS
     while True:
         inspect = dict(client.api.inspect_service(service_id))
@@ -189,7 +232,8 @@ def _read_service(client: docker.DockerClient, service_id: str, declared: Mappin
         }
         inspect["Spec"] = spec
         try:
-            return readback_service.read_service(inspect, declared)
+            readback_service.read_service(inspect, declared)
+            return inspect
         except readback.ReadPending:
             if time.monotonic() >= deadline:
                 raise

@@ -146,7 +146,7 @@ def test_the_backup_sidecar_runs_as_declared(backup_stack: Stack, docker_client:
     # Nothing the provider would read back differently: a second `up` changes nothing.
     ours = {"postgres-container", "postgres-backup-container", "postgres-backups", "postgres-socket", "postgres-data"}
     changes = readback_changes(program, docker_client, backup_stack.realizer.realized)
-    assert [(name, change) for name, change in changes if name in ours] == []
+    assert [d for d in changes if d.resource in ours] == []
     _wait_until(
         lambda: docker_client.api.inspect_container(_sidecar(backup_stack))["State"]["Health"]["Status"] == "healthy",
         "the sidecar was not healthy (stanza created, archiving checked)",

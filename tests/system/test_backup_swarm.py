@@ -56,7 +56,7 @@ def test_the_backup_service_runs_on_the_data_node_and_takes_a_backup(
     }
     assert ours <= {r.name for r in program.resources}
     changes = check_services(program, docker_client, realizer.realized)
-    assert [(name, change) for name, change in changes if name in ours] == []
+    assert [d for d in changes if d.resource in ours] == []
 
     service = program.named("postgres-backup-service").inputs["name"]
     [task] = [t for t in docker_client.api.tasks(filters={"service": service}) if t["Status"]["State"] == "running"]

@@ -6,7 +6,10 @@ Here each stack file (dev, staging, prod) is realized in the real engine, every
 container, network and volume is read back with the provider's own rules
 (tests/support/readback.py, a port of kreuzwerker/terraform-provider-docker
 v3.9.0) and diffed against what the program declared: it must say "no
-changes", and again after the Docker daemon restarted (a host reboot).
+changes", and again after the Docker daemon restarted (a host reboot). The
+three stacks run side by side, so one restart serves them all. Both times the
+engine model the unit tests judge stack files with (tests/support/engine_state.py)
+must read back exactly as this engine does.
 
 What differs from a real deployment, and why it does not touch the fields read
 back: the images are the local stand-ins; ports, subnets and the stack name
@@ -26,7 +29,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,8 @@ import pytest
 from components.common import LABEL_ROLE
 from tests.integration.proxy.harness import self_signed_pem
 from tests.support.binaries import binaries_required
+from tests.support.drift import Drift, describe
+from tests.support.engine_state import DAEMON_LOG_OPTS, Daemon
 from tests.support.program import (
     CONTAINER,
     NETWORK,
@@ -50,8 +55,8 @@ from tests.support.program import (
 from tests.support.readback import Change, diff, read_container, read_network
 from tests.system.engine import owns_engine, restart_engine
 from tests.system.images import BuiltImages, build_context_image
-from tests.system.readback_check import readback_changes
-from tests.system.realizer import SESSION_LABEL, Realizer
+from tests.system.readback_check import model_differences, readback_changes
+from tests.system.realizer import SESSION_LABEL, Realized, Realizer
 from tests.system.stack import free_port, free_subnet, unique_stack_name
 
 pytestmark = pytest.mark.slow
@@ -138,14 +143,33 @@ def with_elastic_stand_ins(program: Program, python_image: str) -> tuple[Program
     return Program(resources=resources, outputs=program.outputs), elastic
 
 
-def significant(changes: list[tuple[str, Change]], stand_ins: set[str]) -> list[tuple[str, Change]]:
-    return [(name, c) for name, c in changes if not (name in stand_ins and c.path.split(".")[0] in STAND_IN_FIELDS)]
+def significant(drifts: list[Drift], stand_ins: set[str]) -> list[Drift]:
+    return [d for d in drifts if not (d.resource in stand_ins and d.path.split(".")[0] in STAND_IN_FIELDS)]
 
 
-def describe(changes: list[tuple[str, Change]]) -> str:
-    return "\n".join(
-        f"  {name}: {c.path}: declared {c.declared!r}, read back {c.state!r} ({'replace' if c.replaces else 'update'})"
-        for name, c in changes
+def engine_daemon(client: docker.DockerClient, *, restarted: bool) -> Daemon:
+    """The engine model's view of the session's engine: its log options, swap accounting, default runtime."""
+    info = client.info()
+    return Daemon(
+        log_driver=info.get("LoggingDriver") or "json-file",
+        log_opts=DAEMON_LOG_OPTS,
+        swap_limit=bool(info.get("SwapLimit")),
+        default_runtime=info.get("DefaultRuntime") or "runc",
+        restarted=restarted,
+    )
+
+
+def assert_model_holds(
+    program: Program, client: docker.DockerClient, realized: Realized, stand_ins: set[str], *, restarted: bool
+) -> None:
+    """The engine model the unit tests judge stack files with reads back as this engine does."""
+    differences = [
+        d
+        for d in model_differences(program, client, realized, engine_daemon(client, restarted=restarted))
+        if not (d.resource in stand_ins and d.path in STAND_IN_FIELDS)
+    ]
+    assert not differences, "the engine model (tests/support/engine_state.py) is wrong here:\n" + "\n".join(
+        f"  {d}" for d in differences
     )
 
 
@@ -162,32 +186,72 @@ def engine(docker_client: docker.DockerClient) -> docker.DockerClient:
     return docker_client
 
 
-@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
-def test_a_second_up_changes_nothing_also_after_a_daemon_restart(
-    engine: docker.DockerClient, test_images: BuiltImages, stack: str, tmp_path: Path
-) -> None:
-    program, name = stack_file_program(engine, test_images, stack, tmp_path)
-    program, stand_ins = with_elastic_stand_ins(program, test_images.python)
-    realizer = Realizer(
-        engine,
-        program,
-        session=name,
-        project_root=ROOT,
-        build_image=build_image(engine),
-    )
-    try:
-        realized = realizer.realize()
-        assert realized.containers, "nothing was realized"
-        changes = significant(readback_changes(program, engine, realized), stand_ins)
-        assert not changes, f"{stack}: a second `pulumi up` would change:\n{describe(changes)}"
+STACK_FILES = ("dev", "staging", "prod")
 
-        client = restart_engine()
-        realizer.client, realizer.api = client, client.api
-        _wait_running(client, name, expected=len(realized.containers) - _jobs(program))
-        changes = significant(readback_changes(program, client, realized), stand_ins)
-        assert not changes, f"{stack}: after a daemon restart, a `pulumi up` would change:\n{describe(changes)}"
+
+@dataclass
+class StackFile:
+    """One stack file realized in the engine, as the read-back tests share it."""
+
+    program: Program
+    name: str
+    stand_ins: set[str]
+    realizer: Realizer
+
+
+@pytest.fixture(scope="module")
+def stack_files(
+    engine: docker.DockerClient, test_images: BuiltImages, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, StackFile]]:
+    """dev, staging and prod realized side by side (their names, subnets and ports are their own).
+
+    All three at once so that one daemon restart serves them all.
+    """
+    realized: dict[str, StackFile] = {}
+    try:
+        for stack in STACK_FILES:
+            program, name = stack_file_program(engine, test_images, stack, tmp_path_factory.mktemp(stack))
+            program, stand_ins = with_elastic_stand_ins(program, test_images.python)
+            realizer = Realizer(engine, program, session=name, project_root=ROOT, build_image=build_image(engine))
+            realized[stack] = StackFile(program, name, stand_ins, realizer)
+            assert realizer.realize().containers, f"{stack}: nothing was realized"
+        yield realized
     finally:
-        realizer.destroy()
+        for stack_file in realized.values():
+            stack_file.realizer.destroy()
+
+
+@pytest.fixture(scope="module")
+def restarted(engine: docker.DockerClient, stack_files: dict[str, StackFile]) -> docker.DockerClient:
+    """The engine stopped and started again, as a host reboot would, and every stack's containers back."""
+    client = restart_engine()
+    for stack_file in stack_files.values():
+        stack_file.realizer.client, stack_file.realizer.api = client, client.api
+        expected = len(stack_file.realizer.realized.containers) - _jobs(stack_file.program)
+        _wait_running(client, stack_file.name, expected)
+    return client
+
+
+@pytest.mark.parametrize("stack", STACK_FILES)
+def test_a_second_up_changes_nothing(
+    engine: docker.DockerClient, stack_files: dict[str, StackFile], stack: str
+) -> None:
+    _assert_reads_back_unchanged(stack_files[stack], engine, restarted=False)
+
+
+@pytest.mark.parametrize("stack", STACK_FILES)
+def test_a_second_up_changes_nothing_after_a_daemon_restart(
+    restarted: docker.DockerClient, stack_files: dict[str, StackFile], stack: str
+) -> None:
+    _assert_reads_back_unchanged(stack_files[stack], restarted, restarted=True)
+
+
+def _assert_reads_back_unchanged(stack_file: StackFile, client: docker.DockerClient, *, restarted: bool) -> None:
+    when = "after a daemon restart, " if restarted else ""
+    program, realized = stack_file.program, stack_file.realizer.realized
+    changes = significant(readback_changes(program, client, realized), stack_file.stand_ins)
+    assert not changes, f"{stack_file.name}: {when}a second `pulumi up` would change:\n{describe(changes)}"
+    assert_model_holds(program, client, realized, stack_file.stand_ins, restarted=restarted)
 
 
 def _jobs(program: Program) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.drift import Drift
 from tests.support.program import CONTAINER, NETWORK, REMOTE_IMAGE, VOLUME, Program, Resource
 from tests.support.readback import (
     FORCE_NEW,
@@ -621,4 +622,4 @@ def test_drift_is_reported_by_resource_name() -> None:
     program = Program(resources=[Resource(CONTAINER, "postgres-container", container_inputs, {})], outputs={})
     client = _StubDocker({}, {}, {"c1": container_inspect(host={"NanoCpus": 10**9})})
     changes = readback_changes(program, client, Realized(containers={"postgres-container": "c1"}))
-    assert changes == [("postgres-container", Change("cpus", "1", "1.0", replaces=True))]
+    assert changes == [Drift("postgres-container", "cpus", "1", "1.0", replaces=True)]
