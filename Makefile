@@ -21,9 +21,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt services/*/requirement
 venv: $(VENV)/.installed
 
 # The levels that need no Docker engine: unit, policy, ci, integration (real
-# nginx, HAProxy, PostgreSQL, Redis and pgBackRest on loopback), one worker per
-# core, each test file on one worker (its module fixtures are set up once).
-PYTEST_PARALLEL := -n auto --dist loadfile
+# nginx, HAProxy, PostgreSQL, Redis and pgBackRest on loopback). Each test file
+# runs on one worker (its module fixtures are set up once), files in the order
+# collected, which puts the long integration files first; one worker more than
+# there are cores, since much of an integration test is waiting on its servers.
+PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: venv
 	$(VENV)/bin/python -m pytest -m "not engine" $(PYTEST_PARALLEL) $(PYTEST_ARGS)

@@ -35,8 +35,9 @@ def query(postgres: PostgresServer, database: str, sql: str, *args: object) -> l
 
 
 @dataclass
-class ServiceStack:
-    api: ServiceProcess
+class AuthStack:
+    """An auth process on its database: enough to register, log in and verify."""
+
     auth: ServiceProcess
     postgres: PostgresServer
     redis: RedisServer
@@ -66,3 +67,10 @@ class ServiceStack:
             raise AssertionError(f"login {username}: {reply.status} {reply.body!r}")
         token: str = reply.json()["access_token"]
         return token
+
+
+@dataclass
+class ServiceStack(AuthStack):
+    """An API process beside the auth process, on the same database."""
+
+    api: ServiceProcess

@@ -64,7 +64,11 @@ class BackupRig:
             archive_timeout_seconds=self.archive_timeout_seconds,
         )
         config_path = server.workdir / name
-        config_path.write_text(render_config(plan))
+        # Locks of the rig's own: pgBackRest's default (/tmp/pgbackrest) is
+        # shared by every rig on the machine, and `make test` runs rigs in
+        # parallel (in a container the default is private to it).
+        rendered = render_config(plan).replace("[global]\n", f"[global]\nlock-path={self.repo_root / 'lock'}\n", 1)
+        config_path.write_text(rendered)
         _owner_only(config_path, owner.pw_uid, owner.pw_gid, 0o600)
         server.settings.update(postgres_parameters(plan, str(config_path)))
         return plan, config_path
@@ -176,6 +180,8 @@ class Writer:
     """
 
     dsn: str
+    pause_seconds: float = 0.0
+    """Between two commits: 0 writes as fast as one connection can; the tests pace it to spare the CPU."""
     acked: list[int] = field(default_factory=list)
     ack_wall: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -211,7 +217,7 @@ class Writer:
                 self.ack_wall.append(time.time())
                 next_id += 1
                 # Yield so the test's other tasks (the backup, marks) run meanwhile.
-                await asyncio.sleep(0)
+                await asyncio.sleep(self.pause_seconds)
         finally:
             await conn.close()
 
@@ -281,14 +287,15 @@ async def _fetchval(dsn: str, sql: str) -> object:
 _BULK_DIGEST = "SELECT count(*) || ':' || md5(string_agg(id || a || b, ',' ORDER BY id)) FROM bulk"
 
 
-def pitr_run(rig: BackupRig, bulk_rows: int) -> PitrRun:
+def pitr_run(rig: BackupRig, bulk_rows: int, commit_pause_seconds: float = 0.0) -> PitrRun:
     """A database of `bulk_rows` rows, a full backup under continuous writes, the cluster lost, two restores.
 
     Rows are committed one by one throughout; a moment is taken from the
     server between two commits after the backup; every acknowledged commit is
     archived; then the cluster is killed and its data directory deleted, and
     restore.sh brings it back into fresh clusters: to the end of the archive,
-    and to the moment.
+    and to the moment. `commit_pause_seconds` paces the writes (0: as fast as
+    one connection commits).
     """
     dsn = rig.server.dsn()
     asyncio.run(
@@ -302,7 +309,7 @@ def pitr_run(rig: BackupRig, bulk_rows: int) -> PitrRun:
     bulk_digest = str(asyncio.run(_fetchval(dsn, _BULK_DIGEST)))
 
     async def scenario() -> tuple[Writer, int, int, float, Mark]:
-        writer = Writer(dsn)
+        writer = Writer(dsn, pause_seconds=commit_pause_seconds)
         await writer.start()
         await asyncio.sleep(0.5)
         before_backup = len(writer.acked)

@@ -30,6 +30,9 @@ pytestmark = pytest.mark.slow
 # files and the backup runs while writes go on (about 10 MiB). The figures for
 # a database of a stated size come from bench/bench_backup.py.
 BULK_ROWS = 100_000
+# Commits about every 2 ms: hundreds a second go on through the backup and
+# every moment, without a core spent on them (the benchmark writes at full speed).
+COMMIT_PAUSE_SECONDS = 0.002
 
 
 @pytest.fixture
@@ -78,7 +81,7 @@ def _destroy(rig: BackupRig) -> None:
 
 
 def test_restore_to_a_moment_and_to_the_end_of_the_archive_after_losing_the_data(rig: BackupRig) -> None:
-    run = pitr_run(rig, BULK_ROWS)
+    run = pitr_run(rig, BULK_ROWS, COMMIT_PAUSE_SECONDS)
     writer, mark = run.writer, run.mark
     assert writer.errors == [], "writes failed while the backup ran"
     assert run.during_backup > 0, "no write was acknowledged while the backup ran"
@@ -125,7 +128,7 @@ def test_without_a_forced_wal_switch_a_crash_loses_at_most_the_last_archive_time
     rpo_samples = asyncio.run(commit_to_archive_seconds())
 
     async def write_then_crash() -> Writer:
-        writer = Writer(dsn)
+        writer = Writer(dsn, pause_seconds=COMMIT_PAUSE_SECONDS)
         await writer.start()
         await asyncio.sleep(3 * rig.archive_timeout_seconds + 1)
         await writer.stop()

@@ -352,12 +352,14 @@ async def run_load(
     timeout: float = 15.0,
     verify: bool | str = True,
     on_tick: Callable[[float], Awaitable[None]] | None = None,
+    pause_seconds: float = 0.0,
 ) -> list[Outcome]:
     """Send requests from `concurrency` workers for `duration` seconds (bounded count).
 
     `next_call(n)` chooses the n-th request. `on_tick(elapsed)`, if given, is
     awaited every 50 ms while the load runs: tests kill or freeze replicas
-    from it at a chosen moment.
+    from it at a chosen moment. Each worker waits `pause_seconds` after each
+    answer: 0 sends as fast as the machine allows.
     """
     outcomes: list[Outcome] = []
     counter = 0
@@ -389,6 +391,7 @@ async def run_load(
                     outcomes.append(
                         Outcome(call.method, call.path, 0, sent - start, time.monotonic() - sent, None, repr(error))
                     )
+                await asyncio.sleep(pause_seconds)
 
         async def ticker() -> None:
             while time.monotonic() < deadline:
@@ -398,6 +401,14 @@ async def run_load(
 
         await asyncio.gather(ticker(), *(worker() for _ in range(concurrency)))
     return outcomes
+
+
+# The failover tests' clients each wait this long after an answer: 6 of them
+# send up to 150 requests a second, hundreds within any replica's failure
+# window, while leaving the machine's cores to the replicas under test (and
+# to the other tests `make test` runs beside them). An unpaced client costs
+# two cores for the same verdict; the overload tests do not pace theirs.
+PACE_SECONDS = 0.04
 
 
 def failures(outcomes: list[Outcome], ok: frozenset[int] = frozenset({200, 201})) -> list[Outcome]:

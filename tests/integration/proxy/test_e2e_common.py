@@ -24,6 +24,7 @@ from components.proxy.model import PassiveCheck, ProxyKind, RateLimit
 from microstack_common import contract
 from tests.integration.proxy.conftest import E2E_HEALTH, ProxyStarter
 from tests.integration.proxy.harness import (
+    PACE_SECONDS,
     Call,
     Outcome,
     ProxyProcess,
@@ -69,7 +70,14 @@ def create_item(proxy: ProxyProcess, token: str) -> int:
 def test_requests_spread_over_every_replica(kind: ProxyKind, start_proxy: ProxyStarter, pool: Replicas) -> None:
     proxy = start_proxy(kind)
     outcomes = asyncio.run(
-        run_load(base_url(proxy), lambda n: Call("GET", "/api/instance"), duration=1.5, concurrency=6, max_requests=300)
+        run_load(
+            base_url(proxy),
+            lambda n: Call("GET", "/api/instance"),
+            duration=1.5,
+            concurrency=6,
+            pause_seconds=PACE_SECONDS,
+            max_requests=300,
+        )
     )
     assert not failures(outcomes)
     seen = {outcome.instance for outcome in outcomes}
@@ -118,6 +126,7 @@ def test_replica_stopped_with_sigterm_under_mixed_load_fails_no_request(
             mixed_calls(token, item_id),
             duration=pool.drain_seconds + 3.0,
             concurrency=6,
+            pause_seconds=PACE_SECONDS,
             on_tick=stop_one,
         )
     )
@@ -162,7 +171,14 @@ def test_replica_killed_under_get_load_fails_no_request(
             pool.api[0].send_signal(signal.SIGKILL)
 
     outcomes = asyncio.run(
-        run_load(base_url(proxy), lambda n: Call("GET", "/api/instance"), duration=3.0, concurrency=6, on_tick=kill_one)
+        run_load(
+            base_url(proxy),
+            lambda n: Call("GET", "/api/instance"),
+            duration=3.0,
+            concurrency=6,
+            pause_seconds=PACE_SECONDS,
+            on_tick=kill_one,
+        )
     )
     assert killed_at is not None
     failed = [o for o in failures(outcomes) if not truncated_in_flight(o, killed_at)]
@@ -198,7 +214,12 @@ def test_replica_frozen_under_get_load_fails_no_request(
 
     outcomes = asyncio.run(
         run_load(
-            base_url(proxy), lambda n: Call("GET", "/api/instance"), duration=5.0, concurrency=6, on_tick=freeze_one
+            base_url(proxy),
+            lambda n: Call("GET", "/api/instance"),
+            duration=5.0,
+            concurrency=6,
+            pause_seconds=PACE_SECONDS,
+            on_tick=freeze_one,
         )
     )
     assert frozen_at is not None
@@ -218,7 +239,14 @@ def test_rate_limit_admits_rate_plus_burst_and_answers_the_configured_status(
     limit = RateLimit(requests_per_second=10, burst=20, status=status)
     proxy = start_proxy(kind, rate_limit=limit)
     outcomes = asyncio.run(
-        run_load(base_url(proxy), lambda n: Call("GET", "/api/instance"), duration=1.0, concurrency=6, max_requests=400)
+        run_load(
+            base_url(proxy),
+            lambda n: Call("GET", "/api/instance"),
+            duration=1.0,
+            concurrency=6,
+            pause_seconds=PACE_SECONDS,
+            max_requests=400,
+        )
     )
     admitted = [o for o in outcomes if o.status == 200]
     limited = [o for o in outcomes if o.status == limit.status]
@@ -356,7 +384,11 @@ def test_rolling_restart_of_every_replica_fails_no_request(
         outcomes: list[Outcome] = []
         while not restarted.is_set() and len(outcomes) < 50_000:
             outcomes += await run_load(
-                base_url(proxy), lambda n: Call("GET", "/api/instance"), duration=1.0, concurrency=6
+                base_url(proxy),
+                lambda n: Call("GET", "/api/instance"),
+                duration=1.0,
+                concurrency=6,
+                pause_seconds=PACE_SECONDS,
             )
         await task
         return outcomes

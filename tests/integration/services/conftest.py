@@ -1,11 +1,11 @@
-"""Fixtures for the service tests: an API and an auth process on a fresh database."""
+"""Fixtures for the service tests: an API and an auth process (or auth alone) on a fresh database."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.support.servers import PostgresServer, RedisServer, ServiceStarter
-from tests.support.service_stack import ServiceStack
+from tests.support.service_stack import AuthStack, ServiceStack
 
 
 @pytest.fixture
@@ -25,4 +25,16 @@ def stack(
     )
     api.wait_healthy()
     auth.wait_healthy()
-    return ServiceStack(api, auth, postgres_server, clean_redis, fresh_database)
+    return ServiceStack(auth, postgres_server, clean_redis, fresh_database, api=api)
+
+
+@pytest.fixture
+def auth_stack(
+    start_service: ServiceStarter,
+    postgres_server: PostgresServer,
+    clean_redis: RedisServer,
+    fresh_database: str,
+) -> AuthStack:
+    """The auth service alone, for tests of auth that need no API."""
+    auth = start_service("microstack_auth", postgres_server, clean_redis, database=fresh_database, instance="auth-t1")
+    return AuthStack(auth, postgres_server, clean_redis, fresh_database)

@@ -58,7 +58,7 @@ def fuzz_target(
     try:
         for process in processes:
             process.wait_healthy()
-        stack = ServiceStack(processes[0], processes[1], postgres_server, redis_server, database)
+        stack = ServiceStack(processes[1], postgres_server, redis_server, database, api=processes[0])
         token = stack.login()
         for n in range(3):
             stack.api.request("POST", "/api/items", json_body={"name": f"seed-{n}"}, headers=bearer(token))
