@@ -18,7 +18,13 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt services/*/requirement
 	$(VENV)/bin/pip install --quiet -r requirements-dev.txt $(foreach r,$(wildcard services/*/requirements.txt),-r $(r))
 	touch $@
 
-venv: $(VENV)/.installed
+# The policy pack's own virtualenv (PulumiPolicy.yaml names it; pulumi-policy
+# pins a protobuf the program's SDKs cannot share). The policy tests build it
+# too when it is missing or stale; building it here keeps that out of the test run.
+policy/.venv/microstack-requirements.sha256: policy/requirements.txt $(VENV)/.installed
+	$(VENV)/bin/python -c "from tests.policy.pack import build_policy_venv; build_policy_venv()"
+
+venv: $(VENV)/.installed policy/.venv/microstack-requirements.sha256
 
 # The levels that need no Docker engine: unit, policy, ci, integration (real
 # nginx, HAProxy, PostgreSQL, Redis and pgBackRest on loopback). Each test file

@@ -10,6 +10,7 @@ run_policies.py inside it, one process for a test session.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import subprocess
@@ -29,6 +30,9 @@ VENV = POLICY_DIR / ".venv"
 RUNNER = Path(__file__).with_name("run_policies.py")
 # Records which requirements the virtualenv was built from.
 STAMP = VENV / "microstack-requirements.sha256"
+# Held while the virtualenv is checked or built: pytest-xdist workers each run
+# the session fixture, and two pip installs into one venv corrupt it.
+LOCK = POLICY_DIR / ".venv.lock"
 RUN_TIMEOUT_SECONDS = 120
 VENV_BUILD_TIMEOUT_SECONDS = 600
 
@@ -59,18 +63,24 @@ def _run(command: list[str], what: str) -> None:
 
 
 def build_policy_venv() -> Path:
-    """Return the interpreter of policy/.venv, (re)building it when policy/requirements.txt changed."""
+    """Return the interpreter of policy/.venv, (re)building it when policy/requirements.txt changed.
+
+    Safe to call from several processes at once: the first builds while the
+    others wait on the lock, then find the stamp current.
+    """
     requirements = POLICY_DIR / "requirements.txt"
     digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
     python = VENV / "bin" / "python"
-    if python.exists() and STAMP.exists() and STAMP.read_text() == digest:
-        return python
-    _run([sys.executable, "-m", "venv", "--clear", str(VENV)], "creating policy/.venv")
-    _run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(requirements)],
-        "installing policy/requirements.txt into policy/.venv",
-    )
-    STAMP.write_text(digest)
+    with LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if python.exists() and STAMP.exists() and STAMP.read_text() == digest:
+            return python
+        _run([sys.executable, "-m", "venv", "--clear", str(VENV)], "creating policy/.venv")
+        _run(
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(requirements)],
+            "installing policy/requirements.txt into policy/.venv",
+        )
+        STAMP.write_text(digest)
     return python
 
 
