@@ -14,7 +14,8 @@ import pulumi_docker as docker
 
 from components import provider_values
 from components.config import LoggingConfig
-from components.gate import Condition, DockerConnection, ReadyGate
+from components.engine import DockerConnection
+from components.gate import Condition, ReadyGate
 from microstack_common import contract
 
 RESTART_POLICY = "unless-stopped"

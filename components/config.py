@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from components.gate import DockerConnection
+from components.engine import DockerConnection
 from components.provider_values import cpus as cpus_read_back
 from components.provider_values import cpus_survive_read_back
 from microstack_common import contract

@@ -29,16 +29,14 @@ draining before then, or two replicas are out of rotation at once.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import pulumi
 import pulumi.dynamic
+
+from components.engine import DockerConnection, engine_client
 
 Condition = Literal["healthy", "exited-zero", "service-updated"]
 
@@ -57,23 +55,6 @@ _REPLACING_INPUTS = ("containerId", "condition", "specDigest")
 # Swarm update states (moby api/types/swarm, UpdateState): an update or a
 # rollback that stopped; a service in one of these does not run what was declared.
 SERVICE_FAILED_STATES = ("paused", "rollback_started", "rollback_paused", "rollback_completed")
-
-
-@dataclass(frozen=True)
-class DockerConnection:
-    """How to reach the Docker engine: the same settings the provider takes (`docker:host`, TLS material)."""
-
-    host: str | None = None
-    ca_material: pulumi.Input[str] | None = None
-    cert_material: pulumi.Input[str] | None = None
-    key_material: pulumi.Input[str] | None = None
-
-    def inputs(self) -> dict[str, Any]:
-        values: dict[str, Any] = {"host": self.host}
-        for key, value in (("caMaterial", self.ca_material), ("certMaterial", self.cert_material)):
-            values[key] = value
-        values["keyMaterial"] = pulumi.Output.secret(self.key_material) if self.key_material is not None else None
-        return values
 
 
 class GateError(Exception):
@@ -131,29 +112,24 @@ class ReadyGate(pulumi.dynamic.Resource, module="microstack", name="ReadyGate"):
 
 def wait_until_ready(props: Mapping[str, Any]) -> None:
     """Block until the container meets the condition, or raise GateError naming it and the reason."""
-    import docker  # imported here: only the provider process and the tests need the Docker SDK
-
-    with tempfile.TemporaryDirectory(prefix="microstack-docker-tls-") as tls_directory:
-        _wait_with(_client(docker, props.get("docker") or {}, Path(tls_directory)), props)
+    with engine_client(props.get("docker") or {}) as client:
+        _wait_with(client, props)
 
 
 def _wait_with(client: Any, props: Mapping[str, Any]) -> None:
-    try:
-        container_id = str(props["containerId"])
-        name = str(props.get("containerName") or container_id[:12])
-        timeout = float(props.get("timeoutSeconds") or 60)
-        if props.get("condition") == "exited-zero":
-            _wait_job(client, container_id, name, timeout)
-        elif props.get("condition") == "service-updated":
-            _wait_service(client, container_id, name, str(props.get("expectedImage") or ""), timeout)
-        else:
-            _wait_healthy(client, container_id, name, timeout)
-            settle = float(props.get("settleSeconds") or 0)
-            if settle > 0:
-                time.sleep(settle)
-                _wait_healthy(client, container_id, name, max(timeout - settle, POLL_SECONDS * 5))
-    finally:
-        client.close()
+    container_id = str(props["containerId"])
+    name = str(props.get("containerName") or container_id[:12])
+    timeout = float(props.get("timeoutSeconds") or 60)
+    if props.get("condition") == "exited-zero":
+        _wait_job(client, container_id, name, timeout)
+    elif props.get("condition") == "service-updated":
+        _wait_service(client, container_id, name, str(props.get("expectedImage") or ""), timeout)
+    else:
+        _wait_healthy(client, container_id, name, timeout)
+        settle = float(props.get("settleSeconds") or 0)
+        if settle > 0:
+            time.sleep(settle)
+            _wait_healthy(client, container_id, name, max(timeout - settle, POLL_SECONDS * 5))
 
 
 def _wait_healthy(client: Any, container_id: str, name: str, timeout: float) -> None:
@@ -281,29 +257,3 @@ def _report(client: Any, details: Mapping[str, Any], name: str, what: str) -> st
             logs or "  none",
         ]
     )
-
-
-def _client(docker: Any, connection: Mapping[str, Any], directory: Path) -> Any:
-    """A Docker SDK client for the provider's connection settings (DOCKER_HOST and the local socket otherwise).
-
-    TLS material is written to `directory`, which the caller removes when the wait is over.
-    """
-    host = connection.get("host") or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    if host.startswith("ssh://"):
-        # The ssh binary, as the provider uses it: ~/.ssh/config and agents apply.
-        return docker.DockerClient(base_url=host, use_ssh_client=True, timeout=60)
-    tls: Any = False
-    if connection.get("certMaterial") or connection.get("caMaterial"):
-        paths = {}
-        for key, file in (("caMaterial", "ca.pem"), ("certMaterial", "cert.pem"), ("keyMaterial", "key.pem")):
-            if connection.get(key):
-                path = directory / file
-                path.write_text(str(connection[key]))
-                path.chmod(0o600)
-                paths[key] = str(path)
-        tls = docker.tls.TLSConfig(
-            client_cert=(paths["certMaterial"], paths["keyMaterial"]) if "keyMaterial" in paths else None,
-            ca_cert=paths.get("caMaterial"),
-            verify=bool(paths.get("caMaterial")),
-        )
-    return docker.DockerClient(base_url=host, tls=tls, timeout=60)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from components.config import StackConfig
-from components.gate import DockerConnection
+from components.engine import DockerConnection
 from components.platform.base import Platform
 from components.platform.containers import ContainersPlatform
 from components.platform.swarm import SwarmPlatform

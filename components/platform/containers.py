@@ -25,7 +25,7 @@ from components.common import (
     ready_gate,
     secret_file,
 )
-from components.gate import DockerConnection
+from components.engine import DockerConnection
 from components.network import dynamic_range, gateway
 from components.platform.base import Deployment, NetworkSpec
 from components.platform.workload import INSTANCE, Attach, DataVolume, Kind, PinnedAddresses, Workload

@@ -27,7 +27,8 @@ import pulumi_docker as docker
 from components import provider_values
 from components.common import HEALTH_INTERVAL_SECONDS, HEALTH_RETRIES, HEALTH_TIMEOUT_SECONDS, LABEL_EXPOSURE
 from components.config import SwarmConfig
-from components.gate import DockerConnection, ReadyGate
+from components.engine import DockerConnection
+from components.gate import ReadyGate
 from components.platform.base import Deployment, NetworkSpec
 from components.platform.containers import ContainersPlatform
 from components.platform.workload import INSTANCE, Kind, Workload

@@ -24,7 +24,7 @@ from components.common import LABEL_ROLE, RESTART_POLICY, ROLE_JOB, SECRET_FILE_
 from components.config import ImagesConfig, LoggingConfig, StackConfig
 from components.elk import Elk, ElkArgs, render
 from components.elk.component import ES_DATA_DIR, KIBANA_CONFIG_FILE, LOGSTASH_PIPELINE_FILE
-from components.gate import DockerConnection
+from components.engine import DockerConnection
 from components.platform.containers import ContainersPlatform
 from microstack_common import contract
 from tests.support.program import NETWORK, REMOTE_IMAGE, VOLUME, Program, RecordingMocks, Resource
