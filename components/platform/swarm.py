@@ -55,9 +55,9 @@ RESTART_DELAY_SECONDS = 5
 IGNORE_CHANGES = ["taskSpec.placement.platforms"]
 
 
-def health_window_seconds(start_period_seconds: int) -> int:
+def health_window_seconds(start_period_seconds: int, interval_seconds: int = HEALTH_INTERVAL_SECONDS) -> int:
     """The longest a new task may take to be reported healthy (start period, then every retry failing)."""
-    return start_period_seconds + HEALTH_INTERVAL_SECONDS * HEALTH_RETRIES + HEALTH_TIMEOUT_SECONDS
+    return start_period_seconds + interval_seconds * HEALTH_RETRIES + HEALTH_TIMEOUT_SECONDS
 
 
 def converge_timeout_seconds(workload: Workload) -> int:

@@ -66,6 +66,7 @@ from tests.system.stack import (
     stack_config,
     unique_stack_name,
 )
+from tests.system.timing import fast_health
 from tests.system.updates import Day2, Up
 
 pytestmark = pytest.mark.slow
@@ -75,7 +76,8 @@ NEVER_HEALTHY = Release("v3", (release_header("v3"), fails_at_start("v3")))
 SCHEMA_CHANGE = Release("v4", (release_header("v4"), adds_a_column()))
 
 # The proxy's checks at their shortest, so that a replica rejoins the
-# rotation (and the gate's settle time ends) within seconds.
+# rotation (and the gate's settle time ends) within seconds; the containers'
+# own checks every second (tests/system/timing.py).
 PROXY_OVERRIDES = {"healthCheck": {"intervalSeconds": 1, "fall": 2, "rise": 2}, "slowStartSeconds": 2}
 # A replica's gate waits this long for health, not the program's 180 s: a
 # healthy replica is ready within about 15 s here, and the release that never
@@ -126,12 +128,12 @@ def day2(
             stack_name=stack_name,
             project_root=root,
             image_prefix="day2-",
-            transformations=[_api_gate_timeout],
+            transformations=[_api_gate_timeout, fast_health],
         ):
             with httpx.Client(base_url=stack.base_url, timeout=10) as client:
                 _, token = register_and_login(client)
             yield Day2(
-                transformations=(_api_gate_timeout,),
+                transformations=(_api_gate_timeout, fast_health),
                 kind=kind,
                 replicas=replicas,
                 stack=stack,

@@ -46,13 +46,15 @@ from tests.system.releases import FIRST_RELEASE, Release, SourceTree, fails_at_s
 from tests.system.rollout import State, changes
 from tests.system.stack import free_port, realize_stack, unique_stack_name
 from tests.system.swarm import swarm_config
+from tests.system.timing import fast_health
 from tests.system.updates import Day2, Up
 
 pytestmark = pytest.mark.slow
 
 CODE_CHANGE = Release("v2", (release_header("v2"),))
 NEVER_HEALTHY = Release("v3", (release_header("v3"), fails_at_start("v3")))
-# The proxy's checks at their shortest, as in the day-2 test.
+# The proxy's checks at their shortest, and the tasks' own checks every second
+# (tests/system/timing.py), as in the day-2 test.
 PROXY_OVERRIDES = {"healthCheck": {"intervalSeconds": 1, "fall": 2, "rise": 2}, "slowStartSeconds": 2}
 
 
@@ -87,7 +89,12 @@ def swarm_stack(
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(components.service, "_PROJECT_DIR", root)
         for stack in realize_stack(
-            docker_client, config, stack_name=stack_name, project_root=root, image_prefix="swarm-"
+            docker_client,
+            config,
+            stack_name=stack_name,
+            project_root=root,
+            image_prefix="swarm-",
+            transformations=[fast_health],
         ):
             with httpx.Client(base_url=stack.base_url, timeout=10) as client:
                 _, token = register_and_login(client)
@@ -100,6 +107,7 @@ def swarm_stack(
                 stack_name=stack_name,
                 state=State.from_realized(stack.realizer),
                 token=token,
+                transformations=(fast_health,),
             )
 
 
