@@ -10,6 +10,7 @@ minutes for the stacks, about 20 more for the day-2 rollouts).
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 
 from tests.support.binaries import binaries_required, require_binary
 from tests.system.engine import docker_engine
+from tests.system.gelf import GelfListener
 from tests.system.images import BuiltImages, build_test_images
 from tests.system.realizer import remove_abandoned
 from tests.system.stack import (
@@ -29,6 +31,8 @@ from tests.system.stack import (
     Stack,
     free_port,
     free_subnet,
+    gelf_logging,
+    is_elk,
     realize_stack,
     stack_config,
     unique_stack_name,
@@ -79,19 +83,33 @@ def test_images(docker_client: docker.DockerClient) -> BuiltImages:
     return images
 
 
-def _stack(client: docker.DockerClient, images: BuiltImages, kind: str) -> Iterator[Stack]:
-    config = stack_config(images, kind, free_port(), free_subnet(client))
-    yield from realize_stack(client, config, stack_name=unique_stack_name(kind))
+@pytest.fixture(scope="session")
+def gelf() -> Iterator[GelfListener]:
+    """A GELF listener on the host's loopback in Logstash's place, for the session's stacks."""
+    with GelfListener(free_port(socket.SOCK_DGRAM)) as listener:
+        yield listener
+
+
+def _stack(client: docker.DockerClient, images: BuiltImages, gelf: GelfListener, kind: str) -> Iterator[Stack]:
+    """A stack behind `kind` with logging on, every container's gelf driver sending to the listener.
+
+    One per proxy kind for the session, shared by test_stack.py and
+    test_stack_logging.py; both run after test_readback.py, whose daemon
+    restart would otherwise restart these stacks too. ELK itself is left out:
+    its images cannot be built here.
+    """
+    config = stack_config(images, kind, free_port(), free_subnet(client), logging=gelf_logging(gelf.port))
+    yield from realize_stack(client, config, stack_name=unique_stack_name(kind), skip=is_elk)
 
 
 @pytest.fixture(scope="session")
-def nginx_stack(docker_client: docker.DockerClient, test_images: BuiltImages) -> Iterator[Stack]:
-    yield from _stack(docker_client, test_images, "nginx")
+def nginx_stack(docker_client: docker.DockerClient, test_images: BuiltImages, gelf: GelfListener) -> Iterator[Stack]:
+    yield from _stack(docker_client, test_images, gelf, "nginx")
 
 
 @pytest.fixture(scope="session")
-def haproxy_stack(docker_client: docker.DockerClient, test_images: BuiltImages) -> Iterator[Stack]:
-    yield from _stack(docker_client, test_images, "haproxy")
+def haproxy_stack(docker_client: docker.DockerClient, test_images: BuiltImages, gelf: GelfListener) -> Iterator[Stack]:
+    yield from _stack(docker_client, test_images, gelf, "haproxy")
 
 
 @pytest.fixture(params=["nginx", "haproxy"])

@@ -20,6 +20,7 @@ import httpx
 import pulumi
 
 from components.common import LABEL_ROLE
+from components.config import ImagesConfig
 from microstack_common import contract
 from tests.support.program import ROOT, Program, Resource, run_program
 from tests.system.images import BuiltImages, build_context_image
@@ -86,6 +87,22 @@ def free_subnet(client: docker.DockerClient) -> str:
             _SUBNETS_HANDED_OUT.add(str(candidate))
             return str(candidate)
     raise RuntimeError("no free /24 in 172.31.200.0-172.31.254.0 for a test stack's frontend network")
+
+
+# The default images of ELK: whatever the program runs from them is left out
+# of a realized stack (their images cannot be built here).
+_ELK_IMAGES = {getattr(ImagesConfig(), key) for key in ("elasticsearch", "logstash", "kibana")}
+
+
+def is_elk(resource: Resource) -> bool:
+    """Whether the program runs `resource` from an Elastic image (a `skip` for realize_stack)."""
+    reference = str(resource.inputs.get("image") or resource.inputs.get("name") or "")
+    return reference.split("@")[0] in _ELK_IMAGES
+
+
+def gelf_logging(port: int) -> dict[str, Any]:
+    """The `logging` section of a stack whose containers log to a GELF listener on the host's `port`."""
+    return {"enabled": True, "gelfPort": port}
 
 
 def unique_stack_name(role: str) -> str:

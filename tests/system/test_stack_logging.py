@@ -3,66 +3,28 @@
 ELK itself is not run here (its images cannot be built from Debian
 packages); a GELF listener of the test's own takes Logstash's place on the
 host's loopback, where the program points every container's gelf driver.
-The ELK containers the program declares are left out of the realized stack.
+The session's stacks (conftest.py, shared with test_stack.py) run this way,
+with the ELK containers the program declares left out.
 """
 
 from __future__ import annotations
 
 import json
-import socket
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import docker
 import httpx
 import pytest
 
-from components.config import ImagesConfig
 from microstack_common import contract
-from tests.support.program import Resource
 from tests.system.gelf import GelfListener
-from tests.system.images import BuiltImages
-from tests.system.stack import Stack, free_port, free_subnet, realize_stack, stack_config, unique_stack_name
+from tests.system.stack import Stack
 
 pytestmark = pytest.mark.slow
 
 ARRIVAL_SECONDS = 30
-ELK_IMAGE_KEYS = ("elasticsearch", "logstash", "kibana")
-
-
-@pytest.fixture(scope="module")
-def gelf() -> Iterator[GelfListener]:
-    with GelfListener(free_port(socket.SOCK_DGRAM)) as listener:
-        yield listener
-
-
-def _realize_logging_stack(
-    docker_client: docker.DockerClient, test_images: BuiltImages, gelf: GelfListener, proxy: str, name: str
-) -> Iterator[Stack]:
-    """A stack with logging on, its containers' gelf driver pointed at the listener."""
-    config = stack_config(
-        test_images,
-        proxy,
-        free_port(),
-        free_subnet(docker_client),
-        logging={"enabled": True, "gelfPort": gelf.port},
-    )
-    # The defaults name the Elastic images; whatever the program runs from
-    # them is ELK, which the listener replaces.
-    elk_images = {getattr(ImagesConfig(), key) for key in ELK_IMAGE_KEYS}
-
-    def is_elk(resource: Resource) -> bool:
-        reference = str(resource.inputs.get("image") or resource.inputs.get("name") or "")
-        return reference.split("@")[0] in elk_images
-
-    yield from realize_stack(docker_client, config, stack_name=unique_stack_name(name), skip=is_elk)
-
-
-@pytest.fixture(scope="module")
-def logging_stack(docker_client: docker.DockerClient, test_images: BuiltImages, gelf: GelfListener) -> Iterator[Stack]:
-    yield from _realize_logging_stack(docker_client, test_images, gelf, "nginx", "gelf")
 
 
 def _wait_for(gelf: GelfListener, predicate: Any, what: str) -> list[dict[str, Any]]:
@@ -85,8 +47,9 @@ def _json_line(message: dict[str, Any]) -> dict[str, Any] | None:
 
 @pytest.mark.parametrize("path", [f"{contract.API_PREFIX}/items", f"{contract.AUTH_PREFIX}/verify"])
 def test_service_log_lines_arrive_as_gelf_with_the_json_intact(
-    logging_stack: Stack, gelf: GelfListener, docker_client: docker.DockerClient, path: str
+    nginx_stack: Stack, gelf: GelfListener, docker_client: docker.DockerClient, path: str
 ) -> None:
+    logging_stack = nginx_stack
     request_id = f"gelf-{uuid.uuid4().hex}"
     httpx.get(f"{logging_stack.base_url}{path}", headers={contract.REQUEST_ID_HEADER: request_id}, timeout=10)
     role = "api" if path.startswith(contract.API_PREFIX) else "auth"
@@ -105,24 +68,11 @@ def test_service_log_lines_arrive_as_gelf_with_the_json_intact(
     assert message["short_message"] in printed
 
 
-@pytest.fixture(scope="module", params=["nginx", "haproxy"])
-def breaker_stack(
-    request: pytest.FixtureRequest,
-    docker_client: docker.DockerClient,
-    test_images: BuiltImages,
-    gelf: GelfListener,
-) -> Iterator[Stack]:
-    """The logging stack for nginx; for HAProxy another one like it, sending to the same listener."""
-    if request.param == "nginx":
-        yield request.getfixturevalue("logging_stack")
-        return
-    yield from _realize_logging_stack(docker_client, test_images, gelf, "haproxy", "gelf-haproxy")
-
-
 def test_a_killed_replica_and_its_return_arrive_as_breaker_events(
-    breaker_stack: Stack, gelf: GelfListener, docker_client: docker.DockerClient
+    stack: Stack, gelf: GelfListener, docker_client: docker.DockerClient
 ) -> None:
     """Through Docker's gelf driver from the proxy container's log wrapper: down, then up."""
+    breaker_stack = stack
     command = breaker_stack.program.container("proxy-container").inputs["command"]
     kind = str(command[command.index("--proxy") + 1])
     (proxy,) = breaker_stack.containers_with_role("proxy")
