@@ -6,10 +6,9 @@ Here each stack file (dev, staging, prod) is realized in the real engine, every
 container, network and volume is read back with the provider's own rules
 (tests/support/readback.py, a port of kreuzwerker/terraform-provider-docker
 v3.9.0) and diffed against what the program declared: it must say "no
-changes", and again after the Docker daemon restarted (a host reboot). The
-three stacks run side by side, so one restart serves them all. Both times the
-engine model the unit tests judge stack files with (tests/support/engine_state.py)
-must read back exactly as this engine does.
+changes", and again after the Docker daemon restarted (a host reboot). Both
+times the engine model the unit tests judge stack files with
+(tests/support/engine_state.py) must read back exactly as this engine does.
 
 What differs from a real deployment, and why it does not touch the fields read
 back: the images are the local stand-ins; ports, subnets and the stack name
@@ -29,7 +28,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -186,72 +185,34 @@ def engine(docker_client: docker.DockerClient) -> docker.DockerClient:
     return docker_client
 
 
-STACK_FILES = ("dev", "staging", "prod")
-
-
-@dataclass
-class StackFile:
-    """One stack file realized in the engine, as the read-back tests share it."""
-
-    program: Program
-    name: str
-    stand_ins: set[str]
-    realizer: Realizer
-
-
-@pytest.fixture(scope="module")
-def stack_files(
-    engine: docker.DockerClient, test_images: BuiltImages, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, StackFile]]:
-    """dev, staging and prod realized side by side (their names, subnets and ports are their own).
-
-    All three at once so that one daemon restart serves them all.
-    """
-    realized: dict[str, StackFile] = {}
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_a_second_up_changes_nothing_also_after_a_daemon_restart(
+    engine: docker.DockerClient, test_images: BuiltImages, stack: str, tmp_path: Path
+) -> None:
+    program, name = stack_file_program(engine, test_images, stack, tmp_path)
+    program, stand_ins = with_elastic_stand_ins(program, test_images.python)
+    realizer = Realizer(engine, program, session=name, project_root=ROOT, build_image=build_image(engine))
     try:
-        for stack in STACK_FILES:
-            program, name = stack_file_program(engine, test_images, stack, tmp_path_factory.mktemp(stack))
-            program, stand_ins = with_elastic_stand_ins(program, test_images.python)
-            realizer = Realizer(engine, program, session=name, project_root=ROOT, build_image=build_image(engine))
-            realized[stack] = StackFile(program, name, stand_ins, realizer)
-            assert realizer.realize().containers, f"{stack}: nothing was realized"
-        yield realized
+        realized = realizer.realize()
+        assert realized.containers, "nothing was realized"
+        _assert_reads_back_unchanged(program, engine, realized, stand_ins, restarted=False)
+
+        # One stack at a time: the daemon stops and starts every container it runs.
+        client = restart_engine()
+        realizer.client, realizer.api = client, client.api
+        _wait_running(client, name, expected=len(realized.containers) - _jobs(program))
+        _assert_reads_back_unchanged(program, client, realized, stand_ins, restarted=True)
     finally:
-        for stack_file in realized.values():
-            stack_file.realizer.destroy()
+        realizer.destroy()
 
 
-@pytest.fixture(scope="module")
-def restarted(engine: docker.DockerClient, stack_files: dict[str, StackFile]) -> docker.DockerClient:
-    """The engine stopped and started again, as a host reboot would, and every stack's containers back."""
-    client = restart_engine()
-    for stack_file in stack_files.values():
-        stack_file.realizer.client, stack_file.realizer.api = client, client.api
-        expected = len(stack_file.realizer.realized.containers) - _jobs(stack_file.program)
-        _wait_running(client, stack_file.name, expected)
-    return client
-
-
-@pytest.mark.parametrize("stack", STACK_FILES)
-def test_a_second_up_changes_nothing(
-    engine: docker.DockerClient, stack_files: dict[str, StackFile], stack: str
+def _assert_reads_back_unchanged(
+    program: Program, client: docker.DockerClient, realized: Realized, stand_ins: set[str], *, restarted: bool
 ) -> None:
-    _assert_reads_back_unchanged(stack_files[stack], engine, restarted=False)
-
-
-@pytest.mark.parametrize("stack", STACK_FILES)
-def test_a_second_up_changes_nothing_after_a_daemon_restart(
-    restarted: docker.DockerClient, stack_files: dict[str, StackFile], stack: str
-) -> None:
-    _assert_reads_back_unchanged(stack_files[stack], restarted, restarted=True)
-
-
-def _assert_reads_back_unchanged(stack_file: StackFile, client: docker.DockerClient, *, restarted: bool) -> None:
     when = "after a daemon restart, " if restarted else ""
-    program, realized = stack_file.program, stack_file.realizer.realized
-    changes = significant(readback_changes(program, client, realized), stack_file.stand_ins)
-    assert not changes, f"{stack_file.name}: {when}a second `pulumi up` would change:\n{describe(changes)}"
-    assert_model_holds(program, client, realized, stack_file.stand_ins, restarted=restarted)
+    changes = significant(readback_changes(program, client, realized), stand_ins)
+    assert not changes, f"{when}a second `pulumi up` would change:\n{describe(changes)}"
+    assert_model_holds(program, client, realized, stand_ins, restarted=restarted)
 
 
 def _jobs(program: Program) -> int:
