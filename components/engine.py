@@ -1,8 +1,9 @@
 """How the program's own dynamic resources reach the Docker engine: with the provider's connection settings.
 
 The program's dynamic resources (the readiness gates, components/gate.py)
-act on the engine during `pulumi up`, next to the Docker provider. They must reach the engine the provider reaches, so they take
-the same settings (`docker:host`, TLS material) and nothing else.
+act on the engine during `pulumi up`, next to the Docker provider. They must
+reach the engine the provider reaches, so they take the same settings
+(`docker:host`, TLS material) and nothing else.
 """
 
 from __future__ import annotations
