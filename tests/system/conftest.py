@@ -38,6 +38,7 @@ from tests.system.stack import (
     unique_stack_name,
 )
 from tests.system.swarm import ForeignSwarm, swarm
+from tests.system.timing import no_settle
 
 _SYSTEM_DIR = Path(__file__).resolve().parent
 
@@ -99,7 +100,9 @@ def _stack(client: docker.DockerClient, images: BuiltImages, gelf: GelfListener,
     its images cannot be built here.
     """
     config = stack_config(images, kind, free_port(), free_subnet(client), logging=gelf_logging(gelf.port))
-    yield from realize_stack(client, config, stack_name=unique_stack_name(kind), skip=is_elk)
+    yield from realize_stack(
+        client, config, stack_name=unique_stack_name(kind), skip=is_elk, transformations=[no_settle]
+    )
 
 
 @pytest.fixture(scope="session")

@@ -41,6 +41,7 @@ from tests.system.stack import (
     stack_config,
     unique_stack_name,
 )
+from tests.system.timing import no_settle
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +63,7 @@ def backup_stack(docker_client: docker.DockerClient, test_images: BuiltImages) -
         free_subnet(docker_client),
         postgres={"backup": {"enabled": True, "archiveTimeoutSeconds": ARCHIVE_TIMEOUT_SECONDS}},
     )
-    yield from realize_stack(docker_client, config, stack_name=unique_stack_name("backup"))
+    yield from realize_stack(docker_client, config, stack_name=unique_stack_name("backup"), transformations=[no_settle])
 
 
 def _wait_until(condition: Callable[[], bool], what: str, seconds: float) -> None:

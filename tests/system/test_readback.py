@@ -57,6 +57,7 @@ from tests.system.images import BuiltImages, build_context_image
 from tests.system.readback_check import model_differences, readback_changes
 from tests.system.realizer import SESSION_LABEL, Realized, Realizer
 from tests.system.stack import free_port, free_subnet, unique_stack_name
+from tests.system.timing import no_settle
 
 pytestmark = pytest.mark.slow
 
@@ -121,7 +122,8 @@ def stack_file_program(
     if tls != "off":
         secrets["tlsCertificate"], secrets["tlsPrivateKey"] = self_signed_pem()
     name = unique_stack_name(f"readback-{stack}")
-    program = run_program(config, stack=name, secrets=secrets)
+    # No settle time in the gates: nothing is rolled here (tests/system/timing.py).
+    program = run_program(config, stack=name, secrets=secrets, transformations=[no_settle])
     return program, name
 
 

@@ -26,7 +26,7 @@ import pulumi_docker as docker
 
 from components import provider_values
 from components.platform.swarm import health_window_seconds
-from tests.support.program import CONTAINER, SERVICE
+from tests.support.program import CONTAINER, READY_GATE, SERVICE
 
 INTERVAL_SECONDS = 1
 START_PERIOD_SECONDS = 10
@@ -59,4 +59,19 @@ def fast_health(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTrans
             if policy is not None:
                 policy.monitor = monitor
         return pulumi.ResourceTransformationResult(props, args.opts)
+    return None
+
+
+def no_settle(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult | None:
+    """A stack transformation: readiness gates do not wait out the proxy's rejoin time after health.
+
+    The settle time keeps two replicas from being out of rotation at once
+    during a rolling update (components/gate.py). A stack realized for the
+    first time has no rotation to protect, and a test that never rolls its
+    replicas (read-back, the shared stacks, backups) only waits it out at
+    every replica of the chain: 11 s each behind nginx. Gates are not read
+    back; what the tests check of the containers does not change.
+    """
+    if args.type_ == READY_GATE and args.props.get("settleSeconds"):
+        return pulumi.ResourceTransformationResult({**args.props, "settleSeconds": 0}, args.opts)
     return None
