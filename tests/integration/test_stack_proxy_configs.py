@@ -9,6 +9,7 @@ exist on the test machine.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import pytest
@@ -58,9 +59,12 @@ def _model_for(config: StackConfig, root: Path) -> ProxyModel:
 
 def _check(config: StackConfig) -> None:
     root = private_dir("microstack-stackcfg-")
-    kind = ProxyKind(config.proxy.kind)
-    result = check_config(kind, write_config(_model_for(config, root), kind, root))
-    assert result.returncode == 0, result.stderr
+    try:
+        kind = ProxyKind(config.proxy.kind)
+        result = check_config(kind, write_config(_model_for(config, root), kind, root))
+        assert result.returncode == 0, result.stderr
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
