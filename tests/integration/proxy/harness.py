@@ -20,11 +20,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import httpx
 from cryptography import x509
@@ -409,6 +409,21 @@ async def run_load(
 # to the other tests `make test` runs beside them). An unpaced client costs
 # two cores for the same verdict; the overload tests do not pace theirs.
 PACE_SECONDS = 0.04
+
+
+def paced_gets(base_url: str, *, duration: float, **options: Any) -> Coroutine[Any, Any, list[Outcome]]:
+    """`run_load` of the failover tests: GETs of /api/instance from 6 clients paced by PACE_SECONDS.
+
+    Other `run_load` options (`on_tick`, `max_requests`) pass through.
+    """
+    return run_load(
+        base_url,
+        lambda n: Call("GET", "/api/instance"),
+        duration=duration,
+        concurrency=6,
+        pause_seconds=PACE_SECONDS,
+        **options,
+    )
 
 
 def failures(outcomes: list[Outcome], ok: frozenset[int] = frozenset({200, 201})) -> list[Outcome]:

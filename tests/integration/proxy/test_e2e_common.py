@@ -30,6 +30,7 @@ from tests.integration.proxy.harness import (
     ProxyProcess,
     Replicas,
     failures,
+    paced_gets,
     run_load,
     self_signed_tls,
 )
@@ -69,16 +70,7 @@ def create_item(proxy: ProxyProcess, token: str) -> int:
 @pytest.mark.parametrize("kind", KINDS)
 def test_requests_spread_over_every_replica(kind: ProxyKind, start_proxy: ProxyStarter, pool: Replicas) -> None:
     proxy = start_proxy(kind)
-    outcomes = asyncio.run(
-        run_load(
-            base_url(proxy),
-            lambda n: Call("GET", "/api/instance"),
-            duration=1.5,
-            concurrency=6,
-            pause_seconds=PACE_SECONDS,
-            max_requests=300,
-        )
-    )
+    outcomes = asyncio.run(paced_gets(base_url(proxy), duration=1.5, max_requests=300))
     assert not failures(outcomes)
     seen = {outcome.instance for outcome in outcomes}
     assert seen == {f"api-{index}" for index in range(1, pool.api_count + 1)}
@@ -170,16 +162,7 @@ def test_replica_killed_under_get_load_fails_no_request(
             killed_at = elapsed
             pool.api[0].send_signal(signal.SIGKILL)
 
-    outcomes = asyncio.run(
-        run_load(
-            base_url(proxy),
-            lambda n: Call("GET", "/api/instance"),
-            duration=3.0,
-            concurrency=6,
-            pause_seconds=PACE_SECONDS,
-            on_tick=kill_one,
-        )
-    )
+    outcomes = asyncio.run(paced_gets(base_url(proxy), duration=3.0, on_tick=kill_one))
     assert killed_at is not None
     failed = [o for o in failures(outcomes) if not truncated_in_flight(o, killed_at)]
     assert not failed, failed[:5]
@@ -212,16 +195,7 @@ def test_replica_frozen_under_get_load_fails_no_request(
             if state["api-1"]["srv_op_state"] == "0":
                 down_after = elapsed - frozen_at
 
-    outcomes = asyncio.run(
-        run_load(
-            base_url(proxy),
-            lambda n: Call("GET", "/api/instance"),
-            duration=5.0,
-            concurrency=6,
-            pause_seconds=PACE_SECONDS,
-            on_tick=freeze_one,
-        )
-    )
+    outcomes = asyncio.run(paced_gets(base_url(proxy), duration=5.0, on_tick=freeze_one))
     assert frozen_at is not None
     failed = [o for o in failures(outcomes) if not truncated_in_flight(o, frozen_at)]
     assert not failed, failed[:5]
@@ -238,16 +212,7 @@ def test_rate_limit_admits_rate_plus_burst_and_answers_the_configured_status(
 ) -> None:
     limit = RateLimit(requests_per_second=10, burst=20, status=status)
     proxy = start_proxy(kind, rate_limit=limit)
-    outcomes = asyncio.run(
-        run_load(
-            base_url(proxy),
-            lambda n: Call("GET", "/api/instance"),
-            duration=1.0,
-            concurrency=6,
-            pause_seconds=PACE_SECONDS,
-            max_requests=400,
-        )
-    )
+    outcomes = asyncio.run(paced_gets(base_url(proxy), duration=1.0, max_requests=400))
     admitted = [o for o in outcomes if o.status == 200]
     limited = [o for o in outcomes if o.status == limit.status]
     assert len(admitted) + len(limited) == len(outcomes), {o.status for o in outcomes}
@@ -383,13 +348,7 @@ def test_rolling_restart_of_every_replica_fails_no_request(
         task = asyncio.create_task(restart_all())
         outcomes: list[Outcome] = []
         while not restarted.is_set() and len(outcomes) < 50_000:
-            outcomes += await run_load(
-                base_url(proxy),
-                lambda n: Call("GET", "/api/instance"),
-                duration=1.0,
-                concurrency=6,
-                pause_seconds=PACE_SECONDS,
-            )
+            outcomes += await paced_gets(base_url(proxy), duration=1.0)
         await task
         return outcomes
 

@@ -24,13 +24,11 @@ from components.proxy.model import DnsDiscovery, ProxyKind, Server, UpstreamGrou
 from microstack_common import contract
 from tests.integration.proxy.conftest import ModelFactory, e2e_fields
 from tests.integration.proxy.harness import (
-    PACE_SECONDS,
-    Call,
     FakeDns,
     ProxyProcess,
     Replicas,
     failures,
-    run_load,
+    paced_gets,
 )
 from tests.integration.proxy.test_e2e_common import base_url, create_item, login, truncated_in_flight
 from tests.support.servers import PostgresServer, RedisServer, SecretFiles
@@ -126,16 +124,7 @@ def seconds_until_instances(proxy: ProxyProcess, expected: set[str], timeout: fl
 @pytest.mark.parametrize("kind", KINDS)
 def test_requests_spread_over_the_resolved_replicas(kind: ProxyKind, start_dns_proxy: DnsProxyStarter) -> None:
     proxy = start_dns_proxy(kind)
-    outcomes = asyncio.run(
-        run_load(
-            base_url(proxy),
-            lambda n: Call("GET", "/api/instance"),
-            duration=1.5,
-            concurrency=6,
-            pause_seconds=PACE_SECONDS,
-            max_requests=300,
-        )
-    )
+    outcomes = asyncio.run(paced_gets(base_url(proxy), duration=1.5, max_requests=300))
     assert not failures(outcomes)
     counts = {name: sum(o.instance == name for o in outcomes) for name in ("api-1", "api-2", "api-3")}
     # nginx picks the first address of an answer it rotates at random for
@@ -175,16 +164,7 @@ def test_replica_killed_under_get_load_fails_no_request(
             killed_at = elapsed
             tasks.api[1].send_signal(signal.SIGKILL)
 
-    outcomes = asyncio.run(
-        run_load(
-            base_url(proxy),
-            lambda n: Call("GET", "/api/instance"),
-            duration=3.0,
-            concurrency=6,
-            pause_seconds=PACE_SECONDS,
-            on_tick=kill_one,
-        )
-    )
+    outcomes = asyncio.run(paced_gets(base_url(proxy), duration=3.0, on_tick=kill_one))
     assert killed_at is not None
     failed = [o for o in failures(outcomes) if not truncated_in_flight(o, killed_at)]
     assert not failed, failed[:5]
